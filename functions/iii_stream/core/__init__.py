@@ -1,0 +1,1 @@
+"""The domain: models, rules and services. Nothing here imports boto3."""

@@ -1,0 +1,1 @@
+"""The local service: the real handlers behind local stand-ins for API Gateway, Lambda and DynamoDB."""
