@@ -8,26 +8,66 @@ from dataclasses import dataclass
 from typing import Final
 
 ITEMS_TABLE: Final = "ITEMS_TABLE"
+CONNECTIONS_TABLE: Final = "CONNECTIONS_TABLE"
+CONNECTIONS_ENDPOINT: Final = "CONNECTIONS_ENDPOINT"
+AUTH_FUNCTION: Final = "AUTH_FUNCTION"
+AUTH_FAIL_OPEN: Final = "AUTH_FAIL_OPEN"
+BROADCAST_CONCURRENCY: Final = "BROADCAST_CONCURRENCY"
 MAX_MESSAGE_BYTES: Final = "MAX_MESSAGE_BYTES"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
 
 
 class SettingsError(KeyError):
     """A required setting is missing or malformed."""
 
+    def __str__(self) -> str:
+        return str(self.args[0])
+
 
 @dataclass(frozen=True)
 class Settings:
     items_table: str
+    connections_table: str = ""
+    connections_endpoint: str = ""
+    auth_function: str = ""
+    auth_fail_open: bool = False
+    broadcast_concurrency: int = 64
     max_message_bytes: int = 131072
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        try:
-            items_table = env[ITEMS_TABLE]
-        except KeyError:
-            raise SettingsError(f"The environment variable {ITEMS_TABLE} (the items table name) is not set.") from None
-        raw_max = env.get(MAX_MESSAGE_BYTES, "131072")
-        if not raw_max.isdigit():
-            raise SettingsError(f"{MAX_MESSAGE_BYTES} must be a whole number of bytes, got {raw_max!r}.")
-        return cls(items_table=items_table, max_message_bytes=int(raw_max))
+        if ITEMS_TABLE not in env:
+            raise SettingsError(f"The environment variable {ITEMS_TABLE} (the items table name) is not set.")
+        return cls(
+            items_table=env[ITEMS_TABLE],
+            connections_table=env.get(CONNECTIONS_TABLE, ""),
+            connections_endpoint=env.get(CONNECTIONS_ENDPOINT, ""),
+            auth_function=env.get(AUTH_FUNCTION, ""),
+            auth_fail_open=_flag(env, AUTH_FAIL_OPEN),
+            broadcast_concurrency=_whole(env, BROADCAST_CONCURRENCY, 64),
+            max_message_bytes=_whole(env, MAX_MESSAGE_BYTES, 131072),
+        )
+
+    def require(self, name: str) -> str:
+        """A setting that this entry point cannot work without."""
+        value = str(getattr(self, name.lower()))
+        if not value:
+            raise SettingsError(f"The environment variable {name} is not set.")
+        return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in _TRUE | _FALSE:
+        raise SettingsError(f"{name} must be true or false, got {raw!r}.")
+    return raw in _TRUE
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{name} must be a positive whole number, got {raw!r}.")
+    return int(raw)

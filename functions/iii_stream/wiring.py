@@ -6,11 +6,18 @@ from functools import cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
+from iii_stream.adapters.connections_api import ConnectionsApiPoster
+from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
 from iii_stream.adapters.dynamodb_items import DynamoItemStore
-from iii_stream.config import Settings
+from iii_stream.adapters.lambda_invoker import LambdaInvoker
+from iii_stream.config import CONNECTIONS_ENDPOINT, CONNECTIONS_TABLE, Settings
+from iii_stream.core.broadcast import BroadcastService
 from iii_stream.core.clock import SystemClock
+from iii_stream.core.connect import AuthPolicy, ConnectService
 from iii_stream.core.service import StreamService
+from iii_stream.core.subscriptions import SubscriptionService
 
 
 def build_stream_service(dynamodb_client: Any, settings: Settings) -> StreamService:
@@ -24,10 +31,22 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+# Clients are created on first use, never at import: boto3 then honours AWS_ENDPOINT_URL_* for local endpoints.
 @cache
 def dynamodb_client() -> Any:
-    # Created on first use, never at import: boto3 honours AWS_ENDPOINT_URL for local endpoints.
     return boto3.client("dynamodb")
+
+
+@cache
+def lambda_client() -> Any:
+    return boto3.client("lambda")
+
+
+@cache
+def connections_api_client() -> Any:
+    pool = settings().broadcast_concurrency
+    config = Config(max_pool_connections=pool, retries={"mode": "standard"})
+    return boto3.client("apigatewaymanagementapi", endpoint_url=settings().require(CONNECTIONS_ENDPOINT), config=config)
 
 
 @cache
@@ -35,7 +54,46 @@ def stream_service() -> StreamService:
     return build_stream_service(dynamodb_client(), settings())
 
 
+@cache
+def connection_store() -> DynamoConnectionStore:
+    return DynamoConnectionStore(dynamodb_client(), settings().require(CONNECTIONS_TABLE))
+
+
+@cache
+def connect_service() -> ConnectService:
+    policy = AuthPolicy(settings().auth_function or None, settings().auth_fail_open)
+    invoker = LambdaInvoker(lambda_client()) if policy.function_ref else None
+    return ConnectService(connection_store(), invoker, SystemClock(), policy)
+
+
+@cache
+def subscription_service() -> SubscriptionService:
+    items = DynamoItemStore(dynamodb_client(), settings().items_table)
+    poster = ConnectionsApiPoster(connections_api_client())
+    return SubscriptionService(
+        connection_store(), items, poster, SystemClock(), max_message_bytes=settings().max_message_bytes
+    )
+
+
+@cache
+def broadcast_service() -> BroadcastService:
+    poster = ConnectionsApiPoster(connections_api_client())
+    return BroadcastService(
+        connection_store(), poster, subscription_service().disconnect, max_workers=settings().broadcast_concurrency
+    )
+
+
 def reset() -> None:
     """Forget every cached object (tests, and the local service after a settings change)."""
-    for getter in (settings, dynamodb_client, stream_service):
+    for getter in (
+        settings,
+        dynamodb_client,
+        lambda_client,
+        connections_api_client,
+        stream_service,
+        connection_store,
+        connect_service,
+        subscription_service,
+        broadcast_service,
+    ):
         getter.cache_clear()

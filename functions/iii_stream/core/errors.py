@@ -57,3 +57,19 @@ class StoreError(Exception):
 
 class ConflictError(StoreError):
     """A conditional write lost a race: the item changed since it was read."""
+
+
+class ConnectionGoneError(Exception):
+    """The WebSocket connection no longer exists (HTTP 410 from @connections)."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id} is gone")
+        self.connection_id = connection_id
+
+
+class PostError(Exception):
+    """Delivering a frame failed for a reason that may pass (throttling, a 5xx) after retries."""
+
+
+class FunctionFailedError(Exception):
+    """A user function (auth, join gate, trigger handler) raised, timed out or could not be called."""

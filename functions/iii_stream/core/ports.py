@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -83,4 +83,83 @@ class ItemStore(Protocol):
 
     def append_event(self, event: StreamEvent) -> None:
         """Write a transient event into the change feed."""
+        ...
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An open WebSocket connection and the context its auth function returned."""
+
+    connection_id: str
+    connected_at: int
+    context: Any = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One accepted join: a whole group (``item_id`` None) or one item of it."""
+
+    connection_id: str
+    subscription_id: str
+    stream_name: str
+    group_id: str
+    item_id: str | None = None
+    context: Any = None
+
+    def matches(self, item_id: str | None) -> bool:
+        """Does a change of ``item_id`` (None: a send without id) reach this subscription?"""
+        return self.item_id is None or (item_id is not None and self.item_id == item_id)
+
+
+class ConnectionStore(Protocol):
+    """Connections, and subscriptions keyed by (stream, group) so a change finds its subscribers in one query."""
+
+    def save_connection(self, connection: Connection) -> None:
+        """Record a new connection with no subscriptions."""
+        ...
+
+    def get_connection(self, connection_id: str) -> Connection | None:
+        """Read a connection (strongly consistent)."""
+        ...
+
+    def add_subscription(self, subscription: Subscription) -> bool:
+        """Record a subscription (replacing one with the same id); False when the connection is gone."""
+        ...
+
+    def remove_subscription(self, connection_id: str, subscription_id: str) -> Subscription | None:
+        """Remove one subscription; only the one caller that removed it gets it back."""
+        ...
+
+    def remove_connection(self, connection_id: str, known: list[Subscription] | None = None) -> list[Subscription]:
+        """Remove a connection and its subscriptions; return those this call removed (each exactly once)."""
+        ...
+
+    def subscribers(self, stream_name: str, group_id: str) -> list[Subscription]:
+        """Every subscription to a group, its item subscriptions included."""
+        ...
+
+
+class Poster(Protocol):
+    """Delivers one frame to one connection (API Gateway's @connections, or the local gateway)."""
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        """Send; raises ConnectionGoneError when the connection no longer exists."""
+        ...
+
+
+class JoinGate(Protocol):
+    def allows(self, subscription: Subscription) -> bool:
+        """Run the ``stream:join`` handlers; False rejects the subscription."""
+        ...
+
+
+class LeaveHook(Protocol):
+    def left(self, subscription: Subscription) -> None:
+        """Run the ``stream:leave`` handlers for a subscription that ended."""
+        ...
+
+
+class FunctionInvoker(Protocol):
+    def invoke(self, function_ref: str, payload: Any) -> Any:
+        """Call a user function synchronously; raises FunctionFailedError when it fails."""
         ...

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` (``make bench``) prints a report and writes ``bench/results/*.json``."""

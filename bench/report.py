@@ -1,0 +1,123 @@
+"""The benchmark's report: a table on stdout and the figures as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.cold_start import ImportCost
+from bench.data_plane import ModeResult, OperationResult
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_COLUMNS = ("operation", "calls", "p50 ms", "p95 ms", "p99 ms", "ops/s", "req/call", "DynamoDB requests per call")
+_WIDTHS = (18, 6, 8, 8, 8, 8, 9, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetCheck:
+    function_id: str
+    max_requests: int
+    measured: dict[str, int]  # mode -> the most requests any call made
+
+    @property
+    def met(self) -> bool:
+        return all(count <= self.max_requests for count in self.measured.values())
+
+
+def check_targets(modes: list[ModeResult], targets: dict[str, int]) -> list[TargetCheck]:
+    checks = []
+    for function_id, limit in targets.items():
+        measured = {
+            mode.mode: max(op.requests.max for op in mode.operations if op.function_id == function_id) for mode in modes
+        }
+        checks.append(TargetCheck(function_id, limit, measured))
+    return checks
+
+
+def _count(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.2f}"
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    first, *rest = cells
+    return (
+        "  "
+        + first.ljust(_WIDTHS[0])
+        + "".join(cell.rjust(w) if w else "   " + cell for cell, w in zip(rest, _WIDTHS[1:], strict=True))
+    )
+
+
+def _operation_row(op: OperationResult) -> str:
+    req = op.requests
+    spread = _count(req.mean) if req.min == req.max else f"{req.min}-{req.max}"
+    by_name = ", ".join(f"{name}: {_count(count)}" for name, count in req.by_operation.items())
+    if req.retries:
+        by_name += f" (+{req.retries} retries)"
+    if op.errors:
+        by_name += f"  [{op.errors} errors, first: {op.first_error}]"
+    lat = op.latency
+    return _row(
+        (
+            op.name,
+            str(op.iterations),
+            f"{lat.p50_ms:.2f}",
+            f"{lat.p95_ms:.2f}",
+            f"{lat.p99_ms:.2f}",
+            f"{op.ops_per_s:.0f}",
+            spread,
+            by_name,
+        )
+    )
+
+
+def render(modes: list[ModeResult], checks: list[TargetCheck], imports: ImportCost | None) -> str:
+    lines = [f"iii-stream data-plane benchmark: stream_functions.handler over moto ({_machine()})", ""]
+    for mode in modes:
+        lines += [f"{mode.description}, {mode.iterations} iterations", _row(_COLUMNS)]
+        lines += [_operation_row(op) for op in mode.operations]
+        lines.append("")
+    for check in checks:
+        verdict = "TARGET MET" if check.met else "TARGET MISSED"
+        seen = ", ".join(f"{mode}: {count}" for mode, count in check.measured.items())
+        lines.append(f"{verdict}: {check.function_id} <= {check.max_requests} DynamoDB request per call (max {seen})")
+    if imports is not None:
+        lines += ["", *_import_lines(imports)]
+    return "\n".join(lines)
+
+
+def _import_lines(imports: ImportCost) -> list[str]:
+    verdict = "met" if imports.met else "missed (informational, not enforced)"
+    return [
+        f"cold-start imports, median of {imports.runs} fresh interpreters:",
+        f"  import boto3             {imports.boto3_median_ms:8.1f} ms",
+        f"  import stream_functions  {imports.stream_functions_median_ms:8.1f} ms",
+        f"  ratio                    {imports.ratio:8.2f}x   (target <= {imports.target_ratio}x: {verdict})",
+    ]
+
+
+def _machine() -> str:
+    return f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def write_json(
+    modes: list[ModeResult], checks: list[TargetCheck], imports: ImportCost | None, name: str = "data_plane"
+) -> Path:
+    document: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "modes": {mode.mode: dataclasses.asdict(mode) for mode in modes},
+        "request_targets": [{**dataclasses.asdict(check), "met": check.met} for check in checks],
+        "cold_start_imports": dataclasses.asdict(imports) if imports is not None else None,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,61 @@
+"""Turn a DynamoDB Streams record of the items table into a Change (or None: nothing to tell anyone)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from iii_stream.adapters import item_keys as keys
+from iii_stream.core.changes import Change, ChangeKind
+
+
+def change_from_record(record: dict[str, Any]) -> Change | None:
+    """Decode one record (Lambda's DynamoDB Streams event shape, DynamoDB-JSON images)."""
+    stream_record = record.get("dynamodb", {})
+    new, old = stream_record.get("NewImage"), stream_record.get("OldImage")
+    pk = stream_record.get("Keys", {}).get("pk", {}).get("S")
+    if not pk:
+        return None
+    tag, stream_name, group_id = keys.parse_partition(pk)
+    if tag == keys.EVENT_TAG:
+        return _event_change(record.get("eventName"), new, stream_name, group_id)
+    item_id = keys.unprefix(stream_record["Keys"]["sk"]["S"])
+    event_name = record.get("eventName")
+    if event_name == "REMOVE":
+        return _removal(old, stream_name, group_id, item_id)
+    if not _has_data(new):
+        return None  # moto's keys-only INSERT before an UpdateItem creates an item; AWS never sends one
+    new_ts = int(new["ts"]["N"])
+    kind: ChangeKind = "update" if _has_data(old) and not _expired(old, new_ts) else "create"
+    return Change(stream_name, group_id, item_id, kind, json.loads(new["data"]["S"]), new_ts)
+
+
+def _event_change(event_name: Any, new: Any, stream_name: str, group_id: str) -> Change | None:
+    if event_name != "INSERT" or not _has_data(new):
+        return None  # the TTL removal of a send event is not news
+    event_id = new["event_id"]["S"] if "event_id" in new else None
+    return Change(
+        stream_name,
+        group_id,
+        event_id,
+        "event",
+        json.loads(new["data"]["S"]),
+        int(new["ts"]["N"]),
+        event_type=new["event_type"]["S"],
+    )
+
+
+def _removal(old: Any, stream_name: str, group_id: str, item_id: str) -> Change | None:
+    if not _has_data(old):
+        return None
+    # A delete has no stored timestamp of its own: one ms after the removed version keeps it ordered.
+    return Change(stream_name, group_id, item_id, "delete", json.loads(old["data"]["S"]), int(old["ts"]["N"]) + 1)
+
+
+def _has_data(image: Any) -> bool:
+    return isinstance(image, dict) and "data" in image and "ts" in image
+
+
+def _expired(image: dict[str, Any], now_ms: int) -> bool:
+    expires = image.get("expires_at")
+    return expires is not None and now_ms >= int(expires["N"]) * 1000

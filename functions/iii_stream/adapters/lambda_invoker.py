@@ -1,0 +1,32 @@
+"""The FunctionInvoker port on Lambda ``Invoke`` (AWS, or the local service's endpoint)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from iii_stream.core.errors import FunctionFailedError
+
+
+class LambdaInvoker:
+    """Calls a function by Lambda name or ARN and returns its JSON result."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def invoke(self, function_ref: str, payload: Any) -> Any:
+        try:
+            response = self._client.invoke(FunctionName=function_ref, Payload=json.dumps(payload).encode("utf-8"))
+            body = response["Payload"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise FunctionFailedError(f"calling {function_ref} failed: {exc}") from exc
+        try:
+            result = json.loads(body) if body else None
+        except ValueError as exc:
+            raise FunctionFailedError(f"{function_ref} returned something that is not JSON") from exc
+        if response.get("FunctionError"):
+            message = result.get("errorMessage") if isinstance(result, dict) else result
+            raise FunctionFailedError(f"{function_ref} raised: {message}")
+        return result

@@ -1,0 +1,19 @@
+"""The ``join``, ``leave`` and ``$default`` routes: one client frame each; bad frames are ignored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
+from iii_stream import wiring
+
+logger = Logger(service="iii-stream")
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@event_source(data_class=APIGatewayWebSocketEvent)
+def handler(event: APIGatewayWebSocketEvent, context: Any) -> dict[str, Any]:
+    # The route's return value is not sent to the client (no route responses): always 200.
+    wiring.subscription_service().message(event.request_context.connection_id, event.decoded_body)
+    return {"statusCode": 200}

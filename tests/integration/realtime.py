@@ -1,0 +1,145 @@
+"""A harness for the realtime layer: the real route handlers and broadcast handler, on moto.
+
+Posts are captured at the ``@connections`` client boundary with a botocore event hook. moto's
+apigatewaymanagementapi accepts any post and never answers 410 (GoneException), so the hook also
+injects 410s and throttling for the connection ids a test marks (aws-local-tooling.md 3, option 2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+from botocore.config import Config
+from iii_stream import wiring
+
+from infra.handlers import load_handler
+from infra.local.apigw_events import ApiContext, connect_event, disconnect_event, message_event, new_id
+from infra.local.context import LocalLambdaContext
+from infra.local.stream_pump import StreamPump
+from infra.template import create_tables
+
+ITEMS = "rt-items"
+CONNECTIONS = "rt-connections"
+ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+
+
+class _FakeHttp:
+    def __init__(self, status: int) -> None:
+        self.status_code = status
+        self.headers: dict[str, str] = {}
+        self.raw = None
+        self.content = b""
+
+
+class PostRecorder:
+    """Records every PostToConnection body per connection; answers 410 or 429 where told to."""
+
+    def __init__(self, client: Any) -> None:
+        self.sent: dict[str, list[bytes]] = defaultdict(list)
+        self.gone: set[str] = set()
+        self.throttle: dict[str, int] = {}
+        self.attempts: dict[str, int] = defaultdict(int)
+        client.meta.events.register("before-call.apigatewaymanagementapi.PostToConnection", self._before_call)
+
+    def _before_call(self, params: dict[str, Any], **_: Any) -> Any:
+        connection_id = unquote(params["url_path"].rsplit("/", 1)[-1])
+        self.attempts[connection_id] += 1
+        if connection_id in self.gone:
+            return _FakeHttp(410), {
+                "Error": {"Code": "GoneException", "Message": ""},
+                "ResponseMetadata": {"HTTPStatusCode": 410},
+            }
+        if self.throttle.get(connection_id, 0) > 0:
+            self.throttle[connection_id] -= 1
+            return _FakeHttp(429), {
+                "Error": {"Code": "LimitExceededException", "Message": "slow down"},
+                "ResponseMetadata": {"HTTPStatusCode": 429},
+            }
+        self.sent[connection_id].append(params["body"])
+        return None  # on to moto, which accepts it
+
+    def frames(self, connection_id: str) -> list[dict[str, Any]]:
+        return [json.loads(body) for body in self.sent[connection_id]]
+
+
+class Realtime:
+    """Drives the deployed-shape handlers: connect, frames, disconnect, writes, and the stream pump."""
+
+    def __init__(self, monkeypatch: Any, **settings: str) -> None:
+        env = {"ITEMS_TABLE": ITEMS, "CONNECTIONS_TABLE": CONNECTIONS, "CONNECTIONS_ENDPOINT": ENDPOINT, **settings}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        wiring.reset()
+        dynamodb = boto3.client("dynamodb")
+        create_tables(dynamodb, {"ItemsTable": ITEMS, "ConnectionsTable": CONNECTIONS})
+        self.dynamodb = dynamodb
+        self.api = ApiContext(api_id="abc123", stage="prod", domain_name="abc123.execute-api.us-east-1.amazonaws.com")
+        self.posts = PostRecorder(wiring.connections_api_client())
+        self._connect = load_handler("ws_connect.handler")
+        self._disconnect = load_handler("ws_disconnect.handler")
+        self._message = load_handler("ws_message.handler")
+        self._functions = load_handler("stream_functions.handler")
+        stream_arn = dynamodb.describe_table(TableName=ITEMS)["Table"]["LatestStreamArn"]
+        streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+        self.pump = StreamPump(
+            streams,
+            stream_arn,
+            load_handler("broadcast.handler"),
+            context_factory=lambda: LocalLambdaContext("broadcast"),
+        )
+        self.connected_at: dict[str, int] = {}
+
+    def connect(
+        self,
+        headers: dict[str, str] | None = None,
+        query: dict[str, list[str]] | None = None,
+        connection_id: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        connection_id = connection_id or new_id()
+        self.connected_at[connection_id] = 1_700_000_000_000
+        event = connect_event(
+            self.api,
+            connection_id,
+            self.connected_at[connection_id],
+            headers or {"Host": self.api.domain_name},
+            query or {},
+            "203.0.113.7",
+        )
+        return connection_id, self._connect(event, LocalLambdaContext("connect"))
+
+    def send(self, connection_id: str, frame: Any) -> Any:
+        body = frame if isinstance(frame, str) else json.dumps(frame)
+        event = message_event(self.api, connection_id, self.connected_at.get(connection_id, 0), body, "203.0.113.7")
+        return self._message(event, LocalLambdaContext("message"))
+
+    def join(
+        self, connection_id: str, stream: str, group: str, item: str | None = None, subscription_id: str | None = None
+    ) -> str:
+        subscription_id = subscription_id or new_id()
+        data = {"streamName": stream, "groupId": group, "subscriptionId": subscription_id}
+        if item is not None:
+            data["id"] = item
+        self.send(connection_id, {"type": "join", "data": data})
+        return subscription_id
+
+    def disconnect(self, connection_id: str) -> Any:
+        event = disconnect_event(
+            self.api, connection_id, self.connected_at.get(connection_id, 0), 1001, "Going away", "203.0.113.7"
+        )
+        return self._disconnect(event, LocalLambdaContext("disconnect"))
+
+    def call(self, function_id: str, **payload: Any) -> Any:
+        response = self._functions({"function_id": function_id, "payload": payload}, LocalLambdaContext("fn"))
+        assert "result" in response, response
+        return response["result"]
+
+    def frames(self, connection_id: str) -> list[dict[str, Any]]:
+        return self.posts.frames(connection_id)
+
+    def events(self, connection_id: str) -> list[tuple[str, Any]]:
+        """``(event type, id)`` of every frame a connection got, in order."""
+        return [(f["event"]["type"], f["id"]) for f in self.frames(connection_id)]
