@@ -1,7 +1,9 @@
-"""``python -m bench``: the data-plane benchmark, in-process and over loopback, plus cold-start imports.
+"""``python -m bench``: the data-plane benchmark (in-process and over loopback), cold-start imports, and the
+broadcast of one change to 10,000 subscribers.
 
-Exits 1 only when ``stream::set`` or ``stream::get`` needs more than one DynamoDB request per call
-(a hard product target, and deterministic); timings are reported, never asserted.
+Exits 1 when ``stream::set`` or ``stream::get`` needs more than one DynamoDB request per call, or when a
+broadcast does not post exactly once to every subscriber or makes a Scan (hard, deterministic targets);
+timings, the broadcast's 5 s target included, are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -11,24 +13,44 @@ from collections.abc import Sequence
 
 from bench.fake_aws import install_fake_env
 
+MODES = ("all", "in-process", "server", "broadcast")
+
+
+def _concurrencies(raw: str) -> list[int]:
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of positive whole numbers, not {raw!r}")
+    return values
+
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--iterations", type=int, default=None, help="calls per operation (default: 300 in-process, 200 server)"
     )
-    parser.add_argument("--mode", choices=("all", "in-process", "server"), default="all", help="which moto to use")
+    parser.add_argument(
+        "--mode", choices=MODES, default="all", help="which moto to use for the data plane, or the broadcast only"
+    )
     parser.add_argument("--skip-imports", action="store_true", help="do not measure cold-start import cost")
+    parser.add_argument("--subscribers", type=int, default=10_000, help="broadcast: subscribers of the group")
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrencies,
+        default=[64, 128, 256],
+        help="broadcast: BROADCAST_CONCURRENCY values, one run each (default: 64,128,256)",
+    )
     args = parser.parse_args(argv)
     if args.iterations is not None and args.iterations < 1:
         parser.error("--iterations must be at least 1")
+    if args.subscribers < 1:
+        parser.error("--subscribers must be at least 1")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    install_fake_env()  # before anything can create a boto3 client
-
+def _data_plane(args: argparse.Namespace) -> bool:
     from bench import cold_start, data_plane, report
     from bench.scenarios import REQUEST_TARGETS
 
@@ -38,7 +60,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = report.check_targets(results, REQUEST_TARGETS)
     print(report.render(results, checks, imports))
     print(f"\nfigures written to {report.write_json(results, checks, imports)}")
-    return 0 if all(check.met for check in checks) else 1
+    return all(check.met for check in checks)
+
+
+def _broadcast(args: argparse.Namespace) -> bool:
+    from bench import broadcast
+
+    result = broadcast.run(args.concurrency, args.subscribers)
+    print(broadcast.render(result))
+    print(f"\nfigures written to {broadcast.write_json(result)}")
+    return result.complete
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    install_fake_env()  # before anything can create a boto3 client
+
+    ok = True
+    if args.mode != "broadcast":
+        ok = _data_plane(args)
+    if args.mode in ("all", "broadcast"):
+        if args.mode == "all":
+            print()
+        ok = _broadcast(args) and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ from typing import Any
 
 
 class RequestCounter:
-    """Counts the DynamoDB operations a client sends, and botocore's retries of them; it changes nothing."""
+    """Counts the operations a client sends, and botocore's retries of them; it changes nothing.
 
-    def __init__(self, client: Any) -> None:
+    ``service`` is the client's event name (``dynamodb``; ``dynamodb-streams`` for a streams client).
+    """
+
+    def __init__(self, client: Any, service: str = "dynamodb") -> None:
         self.calls: Counter[str] = Counter()
         self.retries = 0
-        client.meta.events.register("before-call.dynamodb.*", self._count)
-        client.meta.events.register("after-call.dynamodb.*", self._count_retries)
+        client.meta.events.register(f"before-call.{service}.*", self._count)
+        client.meta.events.register(f"after-call.{service}.*", self._count_retries)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1

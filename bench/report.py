@@ -77,7 +77,7 @@ def _operation_row(op: OperationResult) -> str:
 
 
 def render(modes: list[ModeResult], checks: list[TargetCheck], imports: ImportCost | None) -> str:
-    lines = [f"iii-stream data-plane benchmark: stream_functions.handler over moto ({_machine()})", ""]
+    lines = [f"iii-stream data-plane benchmark: stream_functions.handler over moto ({machine()})", ""]
     for mode in modes:
         lines += [f"{mode.description}, {mode.iterations} iterations", _row(_COLUMNS)]
         lines += [_operation_row(op) for op in mode.operations]
@@ -101,7 +101,7 @@ def _import_lines(imports: ImportCost) -> list[str]:
     ]
 
 
-def _machine() -> str:
+def machine() -> str:
     return f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs"
 
 

@@ -57,8 +57,9 @@ class TestRequestCounts:
         call(service, "stream::send", stream_name="s", group_id="g", type="t", data=1)
         assert dict(counter.calls) == {"PutItem": 1}
         counter.reset()
+        service._clock.advance(10)  # type: ignore[attr-defined]  # (in the ms of the last write: a second try)
         call(service, "stream::delete", **KEY)
-        assert dict(counter.calls) == {"DeleteItem": 1}
+        assert dict(counter.calls) == {"UpdateItem": 1}  # the tombstone
 
 
 def test_list_returns_every_item_across_one_megabyte_pages(dynamodb: Any, service: StreamService) -> None:
@@ -165,7 +166,7 @@ def test_writes_and_sends_reach_one_ordered_change_feed(dynamodb: Any, service: 
     call(service, "stream::update", **KEY, ops=[{"type": "increment", "path": "n", "by": 1}])
     call(service, "stream::send", stream_name="s", group_id="g", type="typing", data={"who": "ana"}, id="i")
     call(service, "stream::delete", **KEY)
-    # THEN the table's stream holds the four changes in order, with full images.
+    # THEN the table's stream holds the four changes in order, with full images (a delete writes a tombstone).
     # moto quirk: an UpdateItem that creates an item first emits a keys-only INSERT (real DynamoDB
     # does not); consumers skip records without data, and so does this check.
     records = [
@@ -173,7 +174,10 @@ def test_writes_and_sends_reach_one_ordered_change_feed(dynamodb: Any, service: 
         for r in _stream_records(dynamodb)
         if "data" in r["dynamodb"].get("NewImage", r["dynamodb"].get("OldImage", {}))
     ]
-    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "INSERT", "REMOVE"]
+    records += [
+        r for r in _stream_records(dynamodb) if r["eventName"] == "MODIFY" and "data" not in r["dynamodb"]["NewImage"]
+    ]
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "INSERT", "MODIFY"]
     event = records[2]["dynamodb"]["NewImage"]
     assert event["kind"] == {"S": "event"}
     assert event["event_type"] == {"S": "typing"} and event["event_id"] == {"S": "i"}
@@ -181,6 +185,33 @@ def test_writes_and_sends_reach_one_ordered_change_feed(dynamodb: Any, service: 
     assert int(event["expires_at"]["N"]) > int(event["ts"]["N"]) // 1000
     assert records[1]["dynamodb"]["NewImage"]["version"] == {"N": "2"}
     assert records[3]["dynamodb"]["OldImage"]["data"] == {"S": '{"n":2}'}
+
+
+def test_delete_leaves_a_tombstone_so_a_re_create_continues_its_timestamps(dynamodb: Any) -> None:
+    # GIVEN a writer whose clock does not move
+    clock = FixedClock()
+    service = StreamService(DynamoItemStore(dynamodb, ITEMS_TABLE), clock)
+    store = DynamoItemStore(dynamodb, ITEMS_TABLE)
+    from iii_stream.core.ports import ItemAddress
+
+    address = ItemAddress(**KEY)
+    # WHEN it sets, deletes and re-creates one item within one millisecond
+    call(service, "stream::set", **KEY, data=1)
+    first = store.get(address)
+    assert call(service, "stream::delete", **KEY) == {"old_value": 1}
+    tombstone = store.get(address)
+    assert call(service, "stream::delete", **KEY) == {"old_value": None}
+    assert call(service, "stream::set", **KEY, data=2) == {"old_value": None, "new_value": 2}
+    again = store.get(address)
+    # THEN every stamp is later than the one before, and the tombstone is invisible to every read
+    assert first is not None and tombstone is not None and again is not None
+    assert tombstone.deleted and first.ts < tombstone.ts < again.ts
+    assert first.version < tombstone.version < again.version
+    call(service, "stream::delete", **KEY)
+    assert call(service, "stream::get", **KEY) is None
+    assert call(service, "stream::list", stream_name="s", group_id="g") == []
+    assert call(service, "stream::list_groups", stream_name="s") == []
+    assert call(service, "stream::list_all") == {"stream": [], "count": 0}
 
 
 def test_failed_put_race_moves_the_timestamp_past_the_stored_one(dynamodb: Any) -> None:

@@ -27,6 +27,8 @@ else:
 BY_STREAM_INDEX: Final = "by_stream"
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _PUT_ATTEMPTS: Final = 8
+# A deleted item leaves a tombstone this long, so a re-created item's timestamps continue after the delete.
+TOMBSTONE_TTL_SECONDS: Final = 3600
 _GROUP_PAGE: Final = 25
 
 
@@ -59,20 +61,31 @@ def _s(value: str) -> dict[str, str]:
 
 
 def _to_item(raw: dict[str, Any] | None) -> StoredItem | None:
-    if not raw or "data" not in raw:
+    """A stored item, a tombstone (``deleted``), or None when there is no record (or a keys-only one)."""
+    if not raw or "ts" not in raw or "version" not in raw:
         return None
     expires = raw.get("expires_at")
     return StoredItem(
-        data=raw["data"]["S"],
+        data=raw["data"]["S"] if "data" in raw else "",
         version=int(raw["version"]["N"]),
         ts=int(raw["ts"]["N"]),
         expires_at=int(expires["N"]) if expires else None,
+        deleted="data" not in raw,
     )
 
 
 def _live_filter(now_ms: int) -> dict[str, Any]:
     return {
         "FilterExpression": "attribute_not_exists(expires_at) OR expires_at > :now_s",
+        "ExpressionAttributeValues": {":now_s": _n(now_ms // 1000)},
+    }
+
+
+def _live_item_filter(now_ms: int) -> dict[str, Any]:
+    """Live items of a group query: not expired, and not a tombstone."""
+    return {
+        "FilterExpression": "attribute_exists(#data) AND (attribute_not_exists(expires_at) OR expires_at > :now_s)",
+        "ExpressionAttributeNames": {"#data": "data"},
         "ExpressionAttributeValues": {":now_s": _n(now_ms // 1000)},
     }
 
@@ -168,9 +181,41 @@ class DynamoItemStore:
             response = self._client.get_item(TableName=self._table, Key=self._key(address), ConsistentRead=True)
         return _to_item(response.get("Item"))
 
-    def delete(self, address: ItemAddress) -> StoredItem | None:
-        with _mapped_errors():
-            response = self._client.delete_item(TableName=self._table, Key=self._key(address), ReturnValues="ALL_OLD")
+    def delete(self, address: ItemAddress, now_ms: int) -> StoredItem | None:
+        """Turn the item into a tombstone stamped after it (one request when clocks agree); None if none is live."""
+        ts, guard = now_ms, None
+        for _ in range(_PUT_ATTEMPTS):
+            try:
+                with _mapped_errors():
+                    return self._tombstone(address, ts, guard)
+            except _NewerWrite as newer:
+                current = newer.current
+                if current is None or current.deleted:
+                    return None
+                ts, guard = max(now_ms, current.ts + 1), current.version
+        raise StoreError("the item kept changing while it was being deleted")
+
+    def _tombstone(self, address: ItemAddress, ts: int, guard: int | None) -> StoredItem | None:
+        values: dict[str, Any] = {":ts": _n(ts), ":one": _n(1), ":exp": _n(ts // 1000 + TOMBSTONE_TTL_SECONDS)}
+        condition = "attribute_exists(#data) AND " + ("#ts < :ts" if guard is None else "#version = :guard")
+        if guard is not None:
+            values[":guard"] = _n(guard)
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(address),
+                UpdateExpression="SET #ts = :ts, #version = #version + :one, expires_at = :exp "
+                "REMOVE #data, stream_key, group_key",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ExpressionAttributeNames={"#data": "data", "#ts": "ts", "#version": "version"},
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
+                raise
+            raise _NewerWrite(_to_item(exc.response.get("Item"))) from exc
         return _to_item(response.get("Attributes"))
 
     def replace(self, address: ItemAddress, item: StoredItem, expected_version: int | None) -> None:
@@ -196,7 +241,7 @@ class DynamoItemStore:
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ConsistentRead": True,
-            **_live_filter(now_ms),
+            **_live_item_filter(now_ms),
         }
         request["ExpressionAttributeValues"][":pk"] = _s(keys.item_partition(stream_name, group_id))
         for page in self._pages(self._client.query, request):

@@ -20,11 +20,10 @@ def change_from_record(record: dict[str, Any]) -> Change | None:
     if tag == keys.EVENT_TAG:
         return _event_change(record.get("eventName"), new, stream_name, group_id)
     item_id = keys.unprefix(stream_record["Keys"]["sk"]["S"])
-    event_name = record.get("eventName")
-    if event_name == "REMOVE":
-        return _removal(old, stream_name, group_id, item_id)
     if not _has_data(new):
-        return None  # moto's keys-only INSERT before an UpdateItem creates an item; AWS never sends one
+        # A REMOVE (TTL sweep) or a tombstone written by stream::delete; nothing to tell if nothing was live.
+        # (moto also emits a keys-only INSERT before an UpdateItem creates an item; AWS never does.)
+        return _removal(old, new, stream_name, group_id, item_id)
     new_ts = int(new["ts"]["N"])
     kind: ChangeKind = "update" if _has_data(old) and not _expired(old, new_ts) else "create"
     return Change(stream_name, group_id, item_id, kind, json.loads(new["data"]["S"]), new_ts)
@@ -45,11 +44,12 @@ def _event_change(event_name: Any, new: Any, stream_name: str, group_id: str) ->
     )
 
 
-def _removal(old: Any, stream_name: str, group_id: str, item_id: str) -> Change | None:
+def _removal(old: Any, tombstone: Any, stream_name: str, group_id: str, item_id: str) -> Change | None:
     if not _has_data(old):
         return None
-    # A delete has no stored timestamp of its own: one ms after the removed version keeps it ordered.
-    return Change(stream_name, group_id, item_id, "delete", json.loads(old["data"]["S"]), int(old["ts"]["N"]) + 1)
+    # stream::delete stamps its tombstone; a TTL sweep has no stamp, so one ms after the removed version.
+    ts = int(tombstone["ts"]["N"]) if isinstance(tombstone, dict) and "ts" in tombstone else int(old["ts"]["N"]) + 1
+    return Change(stream_name, group_id, item_id, "delete", json.loads(old["data"]["S"]), ts)
 
 
 def _has_data(image: Any) -> bool:

@@ -62,7 +62,7 @@ class BroadcastService:
             else:
                 delivery.failed.append(connection_id)
         for connection_id in delivery.gone:
-            self._forget(change, connection_id, targets[connection_id])
+            self._forget(connection_id, targets[connection_id])
         if delivery.failed:
             raise PostError(f"{len(delivery.failed)} of {len(targets)} posts failed; first: {delivery.failed[0]}")
         return delivery
@@ -77,11 +77,11 @@ class BroadcastService:
             return "failed"
         return "sent"
 
-    def _forget(self, change: Change, connection_id: str, known: list[Subscription]) -> None:
+    def _forget(self, connection_id: str, known: list[Subscription]) -> None:
         """A 410: the connection is gone; remove it (its leaves fire once) and stop posting to it this batch."""
         self._disconnect(connection_id, known)
-        key = (change.stream_name, change.group_id)
-        self._subscribers[key] = [s for s in self._subscribers.get(key, []) if s.connection_id != connection_id]
+        for key, subscribers in self._subscribers.items():
+            self._subscribers[key] = [s for s in subscribers if s.connection_id != connection_id]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

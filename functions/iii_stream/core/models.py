@@ -6,6 +6,7 @@ Inputs are snake_case, unknown fields are ignored, and a missing or mistyped fie
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
@@ -20,7 +21,8 @@ TtlSeconds = Annotated[StrictInt, Field(gt=0, le=10 * 365 * 24 * 3600)]
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # defer_build: a model's schema is built on its first use, so a cold start pays only for the functions it runs.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class ItemKey(_Input):
@@ -113,7 +115,6 @@ class UpdateInput(ItemKey):
 
 M = TypeVar("M", bound=BaseModel)
 
-_OPS_ADAPTER: TypeAdapter[list[UpdateOp]] = TypeAdapter(list[UpdateOp])
 _OP_TYPES = "`set`, `merge`, `increment`, `decrement`, `append`, `remove`"
 
 
@@ -132,9 +133,14 @@ def parse_input(model: type[M], payload: Any, function_id: str) -> M:
 def parse_ops(ops: Any) -> list[UpdateOp]:
     """Validate a list of update ops (used by tests and by ``stream::update``)."""
     try:
-        return _OPS_ADAPTER.validate_python(ops)
+        return _ops_adapter().validate_python(ops)
     except ValidationError as exc:
         raise DeserializationError(f"Failed to deserialize update ops: {describe_error(exc)}") from None
+
+
+@cache
+def _ops_adapter() -> TypeAdapter[list[UpdateOp]]:
+    return TypeAdapter(list[UpdateOp])
 
 
 def describe_error(exc: ValidationError) -> str:

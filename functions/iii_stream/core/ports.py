@@ -24,9 +24,13 @@ class StoredItem:
     version: int
     ts: int
     expires_at: int | None = None
+    deleted: bool = False  # a tombstone: keeps version and ts so a re-created item continues after them
 
     def expired(self, now_ms: int) -> bool:
         return self.expires_at is not None and now_ms >= self.expires_at * 1000
+
+    def live(self, now_ms: int) -> bool:
+        return not self.deleted and not self.expired(now_ms)
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,8 @@ class ItemStore(Protocol):
         """Read one item with a strongly consistent read."""
         ...
 
-    def delete(self, address: ItemAddress) -> StoredItem | None:
-        """Remove one item; return what was removed."""
+    def delete(self, address: ItemAddress, now_ms: int) -> StoredItem | None:
+        """Replace a live or expired item with a tombstone stamped after it; return what was removed."""
         ...
 
     def replace(self, address: ItemAddress, item: StoredItem, expected_version: int | None) -> None:

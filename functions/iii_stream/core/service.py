@@ -54,7 +54,7 @@ def _address(payload: GetInput | SetInput | DeleteInput | UpdateInput) -> ItemAd
 
 
 def _live_value(item: StoredItem | None, now_ms: int) -> Any:
-    if item is None or item.expired(now_ms):
+    if item is None or not item.live(now_ms):
         return MISSING
     return json.loads(item.data)
 
@@ -89,7 +89,7 @@ class StreamService:
     def delete(self, payload: DeleteInput) -> dict[str, Any]:
         now = self._clock.now_ms()
         with _store_errors("STREAM_DELETE_ERROR", "Failed to delete value"):
-            old = self._store.delete(_address(payload))
+            old = self._store.delete(_address(payload), now)
         return {"old_value": _or_none(_live_value(old, now))}
 
     def update(self, payload: UpdateInput) -> dict[str, Any]:

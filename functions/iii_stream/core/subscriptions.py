@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from iii_stream.core import frames
-from iii_stream.core.errors import ConnectionGoneError
+from iii_stream.core.errors import ConnectionGoneError, PostError
 from iii_stream.core.ports import (
     Clock,
     ConnectionStore,
@@ -91,6 +91,10 @@ class SubscriptionService:
             self._join(subscription)
         except ConnectionGoneError:
             self.disconnect(connection_id)
+        except PostError as exc:
+            # The client would wait for a sync that never comes: end the subscription (its leave fires) instead.
+            log.error("sync for %s on %s could not be delivered: %s", subscription.subscription_id, connection_id, exc)
+            self.leave(connection_id, data)
 
     def _join(self, subscription: Subscription) -> None:
         if not self._gate.allows(subscription):
@@ -133,7 +137,7 @@ class SubscriptionService:
         if subscription.item_id is not None:
             address = ItemAddress(subscription.stream_name, subscription.group_id, subscription.item_id)
             item = self._items.get(address)
-            return {} if item is None or item.expired(now) else {subscription.item_id: item}
+            return {subscription.item_id: item} if item is not None and item.live(now) else {}
         return dict(self._items.group_items(subscription.stream_name, subscription.group_id, now))
 
     def _sync_frames(self, subscription: Subscription, snapshot: Snapshot) -> list[dict[str, Any]]:

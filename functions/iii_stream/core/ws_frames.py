@@ -23,7 +23,7 @@ Name = Annotated[StrictStr, AfterValidator(_short_enough)]
 class SubscriptionData(BaseModel):
     """``data`` of a join or leave frame: camelCase, as the published clients send it."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
     subscription_id: Name = Field(alias="subscriptionId", min_length=1)
     stream_name: Name = Field(alias="streamName")
@@ -32,7 +32,7 @@ class SubscriptionData(BaseModel):
 
 
 class ClientFrame(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     type: Literal["join", "leave"]
     data: SubscriptionData
