@@ -20,6 +20,7 @@ def handler(event: APIGatewayWebSocketEvent, context: Any) -> dict[str, Any]:
         headers=event.headers or {},
         query_params=event.multi_value_query_string_parameters or {},
         source_ip=event.request_context.identity.source_ip,
+        connected_at=event.request_context.connected_at,
     )
     response = wiring.connect_service().connect(request)
     logger.info("connect", extra={"connection_id": request.connection_id, "status": response.status_code})

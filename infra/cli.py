@@ -7,9 +7,17 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from iii_stream.client import DEFAULT_FUNCTION_NAME, LOCAL_LAMBDA_ENDPOINT, StreamCallError, StreamClient
+from iii_stream.client import (
+    DEFAULT_FUNCTION_NAME,
+    LOCAL_LAMBDA_ENDPOINT,
+    REGISTRY_FUNCTION_NAME,
+    RegistryClient,
+    StreamCallError,
+    StreamClient,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,21 +39,67 @@ def _parser() -> argparse.ArgumentParser:
     call = commands.add_parser("call", help="call a stream function and print its JSON result")
     call.add_argument("function_id", help="e.g. stream::set")
     call.add_argument("payload", nargs="?", default="{}", help="the input as JSON (default {})")
-    call.add_argument(
+    _target_options(call, DEFAULT_FUNCTION_NAME)
+    call.set_defaults(run=_run_call)
+
+    functions = commands.add_parser("functions", help="register, list and remove functions (id -> Lambda)")
+    verbs = functions.add_subparsers(required=True, metavar="VERB")
+    register = verbs.add_parser("register", help="map a function id to a Lambda name or ARN")
+    register.add_argument("function_id")
+    register.add_argument("target", help="the Lambda's name or ARN (locally: the Python function's name)")
+    register.add_argument("--description", default="")
+    register.set_defaults(
+        run=_registry_call(
+            "registry::register_function",
+            lambda a: {"function_id": a.function_id, "target": a.target, "description": a.description},
+        )
+    )
+    listing = verbs.add_parser("list", help="list the registered functions")
+    listing.set_defaults(run=_registry_call("registry::list_functions", lambda a: {}))
+    remove = verbs.add_parser("remove", help="remove a function (refused while a trigger uses it)")
+    remove.add_argument("function_id")
+    remove.set_defaults(run=_registry_call("registry::unregister_function", lambda a: {"function_id": a.function_id}))
+    for verb in (register, listing, remove):
+        _target_options(verb, REGISTRY_FUNCTION_NAME)
+
+    triggers = commands.add_parser("triggers", help="register, list and remove triggers")
+    verbs = triggers.add_subparsers(required=True, metavar="VERB")
+    register = verbs.add_parser("register", help="bind a function to stream, stream:join or stream:leave")
+    register.add_argument("type", help="stream | stream:join | stream:leave")
+    register.add_argument("function_id")
+    register.add_argument("config", nargs="?", default="{}", help='e.g. \'{"stream_name": "presence"}\'')
+    register.add_argument("--id", help="the trigger id (default: a new uuid); registering an id again replaces it")
+    register.set_defaults(run=_registry_call("registry::register_trigger", _trigger_payload))
+    listing = verbs.add_parser("list", help="list the triggers")
+    listing.set_defaults(run=_registry_call("registry::list_triggers", lambda a: {}))
+    remove = verbs.add_parser("remove", help="remove a trigger")
+    remove.add_argument("id")
+    remove.set_defaults(run=_registry_call("registry::unregister_trigger", lambda a: {"id": a.id}))
+    for verb in (register, listing, remove):
+        _target_options(verb, REGISTRY_FUNCTION_NAME)
+    return parser
+
+
+def _target_options(parser: argparse.ArgumentParser, function_name: str) -> None:
+    parser.add_argument(
         "--endpoint-url",
         default=LOCAL_LAMBDA_ENDPOINT,
         help=f"Lambda endpoint (default {LOCAL_LAMBDA_ENDPOINT}, the local service)",
     )
-    call.add_argument("--aws", action="store_true", help="call the deployed stack on AWS (boto3's own settings)")
-    call.add_argument(
+    parser.add_argument("--aws", action="store_true", help="call the deployed stack on AWS (boto3's own settings)")
+    parser.add_argument(
         "--function-name",
-        default=DEFAULT_FUNCTION_NAME,
-        help="the stream Lambda (on AWS: the stack output StreamFunctionName)",
+        default=function_name,
+        help=f"the Lambda to invoke (default {function_name}; on AWS: the stack output)",
     )
-    call.add_argument("--dynamodb-endpoint", help="skip Lambda: run the function in-process against this DynamoDB")
-    call.add_argument("--items-table", default="iii-stream-items", help="with --dynamodb-endpoint: the items table")
-    call.set_defaults(run=_run_call)
-    return parser
+    parser.add_argument("--dynamodb-endpoint", help="skip Lambda: run in-process against this DynamoDB")
+    parser.add_argument("--items-table", default="iii-stream-items", help="with --dynamodb-endpoint")
+    parser.add_argument("--triggers-table", default="iii-stream-triggers", help="with --dynamodb-endpoint")
+
+
+def _trigger_payload(args: argparse.Namespace) -> dict[str, Any]:
+    payload = {"type": args.type, "function_id": args.function_id, "config": json.loads(args.config)}
+    return payload if args.id is None else {**payload, "id": args.id}
 
 
 def _run_call(args: argparse.Namespace) -> int:
@@ -53,8 +107,23 @@ def _run_call(args: argparse.Namespace) -> int:
         payload = json.loads(args.payload)
     except ValueError as exc:
         return _fail({"code": "invalid_json", "message": f"The payload is not JSON: {exc}"})
+    return _print_result(lambda: _client(args).call(args.function_id, payload))
+
+
+def _registry_call(function_id: str, build: Callable[[argparse.Namespace], dict[str, Any]]) -> Callable[..., int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            payload = build(args)
+        except ValueError as exc:
+            return _fail({"code": "invalid_json", "message": f"The config is not JSON: {exc}"})
+        return _print_result(lambda: _registry(args).call(function_id, payload))
+
+    return run
+
+
+def _print_result(action: Callable[[], Any]) -> int:
     try:
-        result = _client(args).call(args.function_id, payload)
+        result = action()
     except StreamCallError as exc:
         return _fail(exc.to_body())
     except Exception as exc:  # noqa: BLE001 - connection errors and the like: one clear line, no traceback
@@ -71,7 +140,25 @@ def _client(args: argparse.Namespace) -> StreamClient:
 
         dynamodb = boto3.client("dynamodb", endpoint_url=args.dynamodb_endpoint)
         return StreamClient.direct(build_stream_service(dynamodb, Settings(items_table=args.items_table)))
-    return StreamClient.via_lambda(args.function_name, endpoint_url=None if args.aws else args.endpoint_url)
+    result: StreamClient = StreamClient.via_lambda(
+        args.function_name, endpoint_url=None if args.aws else args.endpoint_url
+    )
+    return result
+
+
+def _registry(args: argparse.Namespace) -> RegistryClient:
+    if args.dynamodb_endpoint:
+        import boto3
+        from iii_stream.adapters.dynamodb_registry import DynamoRegistryStore
+        from iii_stream.core.clock import SystemClock
+        from iii_stream.core.registry import RegistryService
+
+        dynamodb = boto3.client("dynamodb", endpoint_url=args.dynamodb_endpoint)
+        return RegistryClient.direct(RegistryService(DynamoRegistryStore(dynamodb, args.triggers_table), SystemClock()))
+    result: RegistryClient = RegistryClient.via_lambda(
+        args.function_name, endpoint_url=None if args.aws else args.endpoint_url
+    )
+    return result
 
 
 def _fail(body: dict[str, Any]) -> int:
@@ -88,12 +175,12 @@ def _run_local(args: argparse.Namespace) -> int:
     service = LocalService(
         LocalConfig(host=args.host, lambda_port=args.lambda_port, dynamodb_endpoint=args.dynamodb_endpoint)
     )
-    service.start()
-    print("iii-stream local is running:", *("  " + line for line in service.describe()), sep="\n", flush=True)
-    print('Try:  iii-stream call stream::set \'{"stream_name":"s","group_id":"g","item_id":"i","data":1}\'', flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    service.start()
+    print("iii-stream local is running:", *("  " + line for line in service.describe()), sep="\n", flush=True)
+    print('Try:  iii-stream call stream::set \'{"stream_name":"s","group_id":"g","item_id":"i","data":1}\'', flush=True)
     stop.wait()
     service.stop()
     print("iii-stream local stopped.", flush=True)

@@ -1,26 +1,30 @@
-"""A small Python client for the stream functions: the same API locally and on AWS.
+"""A small Python client for the stream and registry functions: the same API locally and on AWS.
 
 Examples
 --------
 >>> client = StreamClient.via_lambda()                     # the local service on 127.0.0.1:3001
 >>> client.set("chat", "room-1", "msg-1", {"text": "hi"})  # doctest: +SKIP
 {'old_value': None, 'new_value': {'text': 'hi'}}
+>>> registry = RegistryClient.via_lambda()                 # doctest: +SKIP
+>>> registry.register_trigger("stream", "presence::on-change", {"stream_name": "presence"})  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable
 from typing import Any
 
 LOCAL_LAMBDA_ENDPOINT = "http://127.0.0.1:3001"
 DEFAULT_FUNCTION_NAME = "StreamFunction"
+REGISTRY_FUNCTION_NAME = "RegistryFunction"
 
 Transport = Callable[[dict[str, Any]], Any]
 
 
 class StreamCallError(Exception):
-    """A stream function answered with an error body ``{code, message}``."""
+    """A function answered with an error body ``{code, message}``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -31,8 +35,20 @@ class StreamCallError(Exception):
         return {"code": self.code, "message": self.message}
 
 
-class StreamClient:
-    """Calls ``stream::*`` functions through a transport that takes ``{"function_id", "payload"}``."""
+def _lambda_client(endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    if endpoint_url:
+        # The local endpoint needs no credentials and lives in no region.
+        config = Config(signature_version=UNSIGNED, region_name="us-east-1", retries={"mode": "standard"})
+        return boto3.client("lambda", endpoint_url=endpoint_url, config=config)
+    return boto3.client("lambda")
+
+
+class _Client:
+    default_function_name = DEFAULT_FUNCTION_NAME
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
@@ -40,31 +56,14 @@ class StreamClient:
     @classmethod
     def via_lambda(
         cls,
-        function_name: str = DEFAULT_FUNCTION_NAME,
+        function_name: str | None = None,
         *,
         lambda_client: Any = None,
         endpoint_url: str | None = LOCAL_LAMBDA_ENDPOINT,
-    ) -> StreamClient:
-        """Invoke the stream Lambda: the local service by default, AWS with ``endpoint_url=None``."""
-        if lambda_client is None:
-            import boto3
-            from botocore import UNSIGNED
-            from botocore.config import Config
-
-            if endpoint_url:
-                # The local endpoint needs no credentials and lives in no region.
-                config = Config(signature_version=UNSIGNED, region_name="us-east-1", retries={"mode": "standard"})
-                lambda_client = boto3.client("lambda", endpoint_url=endpoint_url, config=config)
-            else:
-                lambda_client = boto3.client("lambda")
-        return cls(_LambdaTransport(lambda_client, function_name))
-
-    @classmethod
-    def direct(cls, service: Any) -> StreamClient:
-        """Run the functions in this process over a StreamService (tests, scripts against a DynamoDB endpoint)."""
-        from iii_stream.core import dispatch
-
-        return cls(lambda event: dispatch.invoke(service, event))
+    ) -> Any:
+        """Invoke the Lambda: the local service by default, AWS with ``endpoint_url=None``."""
+        client = lambda_client or _lambda_client(endpoint_url)
+        return cls(_LambdaTransport(client, function_name or cls.default_function_name))
 
     def call(self, function_id: str, payload: dict[str, Any] | None = None) -> Any:
         response = self._transport({"function_id": function_id, "payload": payload if payload is not None else {}})
@@ -72,8 +71,19 @@ class StreamClient:
             error = response["error"]
             raise StreamCallError(str(error.get("code")), str(error.get("message")))
         if not isinstance(response, dict) or "result" not in response:
-            raise StreamCallError("invalid_response", f"The stream function answered {response!r}.")
+            raise StreamCallError("invalid_response", f"The function answered {response!r}.")
         return response["result"]
+
+
+class StreamClient(_Client):
+    """Calls ``stream::*`` functions through a transport that takes ``{"function_id", "payload"}``."""
+
+    @classmethod
+    def direct(cls, service: Any) -> StreamClient:
+        """Run the functions in this process over a StreamService (tests, scripts against a DynamoDB endpoint)."""
+        from iii_stream.core import dispatch
+
+        return cls(lambda event: dispatch.invoke(service, event))
 
     def set(self, stream_name: str, group_id: str, item_id: str, data: Any, ttl: int | None = None) -> Any:
         payload = {"stream_name": stream_name, "group_id": group_id, "item_id": item_id, "data": data}
@@ -86,7 +96,7 @@ class StreamClient:
         return self.call("stream::delete", {"stream_name": stream_name, "group_id": group_id, "item_id": item_id})
 
     def update(
-        self, stream_name: str, group_id: str, item_id: str, ops: list[dict[str, Any]], ttl: int | None = None
+        self, stream_name: str, group_id: str, item_id: str, ops: builtins.list[dict[str, Any]], ttl: int | None = None
     ) -> Any:
         payload = {"stream_name": stream_name, "group_id": group_id, "item_id": item_id, "ops": ops}
         return self.call("stream::update", payload if ttl is None else {**payload, "ttl": ttl})
@@ -103,6 +113,45 @@ class StreamClient:
 
     def list_all(self) -> Any:
         return self.call("stream::list_all", {})
+
+
+class RegistryClient(_Client):
+    """Registers functions (function id -> Lambda name or ARN) and triggers."""
+
+    default_function_name = REGISTRY_FUNCTION_NAME
+
+    @classmethod
+    def direct(cls, service: Any) -> RegistryClient:
+        from iii_stream.core import dispatch
+
+        return cls(lambda event: dispatch.invoke(service, event, dispatch.REGISTRY_FUNCTIONS))
+
+    def register_function(self, function_id: str, target: str, description: str = "") -> Any:
+        return self.call(
+            "registry::register_function", {"function_id": function_id, "target": target, "description": description}
+        )
+
+    def unregister_function(self, function_id: str) -> Any:
+        return self.call("registry::unregister_function", {"function_id": function_id})
+
+    def list_functions(self) -> Any:
+        return self.call("registry::list_functions")
+
+    def register_trigger(
+        self,
+        type: str,
+        function_id: str,
+        config: dict[str, Any] | None = None,  # noqa: A002
+        id: str | None = None,
+    ) -> Any:  # noqa: A002
+        payload: dict[str, Any] = {"type": type, "function_id": function_id, "config": config or {}}
+        return self.call("registry::register_trigger", payload if id is None else {**payload, "id": id})
+
+    def unregister_trigger(self, id: str) -> Any:  # noqa: A002
+        return self.call("registry::unregister_trigger", {"id": id})
+
+    def list_triggers(self) -> Any:
+        return self.call("registry::list_triggers")
 
 
 class _LambdaTransport:

@@ -12,6 +12,9 @@ CONNECTIONS_TABLE: Final = "CONNECTIONS_TABLE"
 CONNECTIONS_ENDPOINT: Final = "CONNECTIONS_ENDPOINT"
 AUTH_FUNCTION: Final = "AUTH_FUNCTION"
 AUTH_FAIL_OPEN: Final = "AUTH_FAIL_OPEN"
+TRIGGERS_TABLE: Final = "TRIGGERS_TABLE"
+JOIN_FAIL_OPEN: Final = "JOIN_FAIL_OPEN"
+TRIGGER_CACHE_SECONDS: Final = "TRIGGER_CACHE_SECONDS"
 BROADCAST_CONCURRENCY: Final = "BROADCAST_CONCURRENCY"
 MAX_MESSAGE_BYTES: Final = "MAX_MESSAGE_BYTES"
 
@@ -33,6 +36,9 @@ class Settings:
     connections_endpoint: str = ""
     auth_function: str = ""
     auth_fail_open: bool = False
+    triggers_table: str = ""
+    join_fail_open: bool = False
+    trigger_cache_seconds: int = 10
     broadcast_concurrency: int = 64
     max_message_bytes: int = 131072
 
@@ -47,6 +53,9 @@ class Settings:
             connections_endpoint=env.get(CONNECTIONS_ENDPOINT, ""),
             auth_function=env.get(AUTH_FUNCTION, ""),
             auth_fail_open=_flag(env, AUTH_FAIL_OPEN),
+            triggers_table=env.get(TRIGGERS_TABLE, ""),
+            join_fail_open=_flag(env, JOIN_FAIL_OPEN),
+            trigger_cache_seconds=_whole(env, TRIGGER_CACHE_SECONDS, 10, minimum=0),
             broadcast_concurrency=_whole(env, BROADCAST_CONCURRENCY, 64),
             max_message_bytes=_whole(env, MAX_MESSAGE_BYTES, 131072),
         )
@@ -66,8 +75,8 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return raw in _TRUE
 
 
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+def _whole(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, str(default))
-    if not raw.isdigit() or int(raw) < 1:
-        raise SettingsError(f"{name} must be a positive whole number, got {raw!r}.")
+    if not raw.isdigit() or int(raw) < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum}, got {raw!r}.")
     return int(raw)

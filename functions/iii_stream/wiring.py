@@ -11,13 +11,18 @@ from botocore.config import Config
 from iii_stream.adapters.connections_api import ConnectionsApiPoster
 from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
 from iii_stream.adapters.dynamodb_items import DynamoItemStore
+from iii_stream.adapters.dynamodb_registry import DynamoDispatchLedger, DynamoRegistryStore
 from iii_stream.adapters.lambda_invoker import LambdaInvoker
-from iii_stream.config import CONNECTIONS_ENDPOINT, CONNECTIONS_TABLE, Settings
+from iii_stream.config import CONNECTIONS_ENDPOINT, CONNECTIONS_TABLE, TRIGGERS_TABLE, Settings
 from iii_stream.core.broadcast import BroadcastService
 from iii_stream.core.clock import SystemClock
 from iii_stream.core.connect import AuthPolicy, ConnectService
+from iii_stream.core.ports import JoinGate, LeaveHook
+from iii_stream.core.registry import RegistryService
 from iii_stream.core.service import StreamService
-from iii_stream.core.subscriptions import SubscriptionService
+from iii_stream.core.subscriptions import AllowAll, NoLeaveHandlers, SubscriptionService
+from iii_stream.core.sweeper import Sweeper
+from iii_stream.core.triggers import StreamDispatcher, TriggerCache, TriggerJoinGate, TriggerLeaveHandlers
 
 
 def build_stream_service(dynamodb_client: Any, settings: Settings) -> StreamService:
@@ -67,11 +72,50 @@ def connect_service() -> ConnectService:
 
 
 @cache
+def registry_store() -> DynamoRegistryStore:
+    return DynamoRegistryStore(dynamodb_client(), settings().require(TRIGGERS_TABLE))
+
+
+@cache
+def registry_service() -> RegistryService:
+    return RegistryService(registry_store(), SystemClock())
+
+
+@cache
+def trigger_cache() -> TriggerCache:
+    return TriggerCache(registry_store(), ttl_seconds=settings().trigger_cache_seconds)
+
+
+@cache
+def dispatcher() -> StreamDispatcher:
+    ledger = DynamoDispatchLedger(dynamodb_client(), settings().require(TRIGGERS_TABLE))
+    return StreamDispatcher(trigger_cache(), LambdaInvoker(lambda_client()), ledger)
+
+
+def _join_gate() -> JoinGate:
+    if not settings().triggers_table:
+        return AllowAll()
+    return TriggerJoinGate(trigger_cache(), LambdaInvoker(lambda_client()), fail_open=settings().join_fail_open)
+
+
+def _leave_hook() -> LeaveHook:
+    if not settings().triggers_table:
+        return NoLeaveHandlers()
+    return TriggerLeaveHandlers(trigger_cache(), LambdaInvoker(lambda_client()))
+
+
+@cache
 def subscription_service() -> SubscriptionService:
     items = DynamoItemStore(dynamodb_client(), settings().items_table)
     poster = ConnectionsApiPoster(connections_api_client())
     return SubscriptionService(
-        connection_store(), items, poster, SystemClock(), max_message_bytes=settings().max_message_bytes
+        connection_store(),
+        items,
+        poster,
+        SystemClock(),
+        gate=_join_gate(),
+        leave_hook=_leave_hook(),
+        max_message_bytes=settings().max_message_bytes,
     )
 
 
@@ -81,6 +125,12 @@ def broadcast_service() -> BroadcastService:
     return BroadcastService(
         connection_store(), poster, subscription_service().disconnect, max_workers=settings().broadcast_concurrency
     )
+
+
+@cache
+def sweeper() -> Sweeper:
+    poster = ConnectionsApiPoster(connections_api_client())
+    return Sweeper(connection_store(), poster, subscription_service(), SystemClock())
 
 
 def reset() -> None:
@@ -95,5 +145,10 @@ def reset() -> None:
         connect_service,
         subscription_service,
         broadcast_service,
+        registry_store,
+        registry_service,
+        trigger_cache,
+        dispatcher,
+        sweeper,
     ):
         getter.cache_clear()

@@ -27,11 +27,12 @@ _SUFFIX = "/invocations"
 
 def function_name_of(raw: str) -> str:
     """``name``, ``name:qualifier`` or an ARN (percent-encoded in the path) -> the bare function name."""
-    name = unquote(raw)
-    if name.startswith("arn:"):
-        parts = name.split(":")
-        return parts[6] if len(parts) > 6 else name
-    return name.split(":", 1)[0]
+    parts = unquote(raw).split(":")
+    if parts[0] == "arn" and len(parts) > 6:
+        return parts[6]
+    if len(parts) >= 3 and parts[1] == "function":  # a partial ARN: account:function:name[:qualifier]
+        return parts[2]
+    return parts[0]
 
 
 def run_handler(name: str, handler: Handler, event: Any) -> tuple[Any, bool]:
@@ -74,10 +75,21 @@ class LambdaEndpoint:
         self._server.server_close()
 
 
+def _marshal_error(exc: Exception) -> dict[str, Any]:
+    """What the Python runtime answers when a handler returns something that is not JSON."""
+    return {
+        "errorMessage": f"Unable to marshal response: {exc}",
+        "errorType": "Runtime.MarshalError",
+        "requestId": str(uuid.uuid4()),
+        "stackTrace": [],
+    }
+
+
 class InvokeRequestHandler(BaseHTTPRequestHandler):
     """One HTTP request to the Invoke API; ``functions`` is set per endpoint."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: without this each reply waits ~40 ms
     functions: dict[str, Handler] = {}
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
@@ -114,6 +126,10 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
             self._reply(202, None)
         else:
             result, failed = run_handler(name, handler, event)
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as exc:
+                result, failed = _marshal_error(exc), True
             headers = {"X-Amz-Executed-Version": "$LATEST"}
             if failed:
                 headers["X-Amz-Function-Error"] = "Unhandled"

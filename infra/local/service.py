@@ -21,7 +21,11 @@ from infra.template import create_tables
 
 log = logging.getLogger("iii_stream.local")
 
-TABLES = {"ItemsTable": "iii-stream-items"}
+TABLES = {
+    "ItemsTable": "iii-stream-items",
+    "ConnectionsTable": "iii-stream-connections",
+    "TriggersTable": "iii-stream-triggers",
+}
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -52,6 +56,8 @@ class LocalService:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = self.dynamodb_endpoint
         os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
         os.environ["ITEMS_TABLE"] = TABLES["ItemsTable"]
+        os.environ["CONNECTIONS_TABLE"] = TABLES["ConnectionsTable"]
+        os.environ["TRIGGERS_TABLE"] = TABLES["TriggersTable"]
         self._ensure_tables()
         from iii_stream import wiring
 
@@ -60,7 +66,10 @@ class LocalService:
         self.lambda_endpoint.start()
 
     def _functions(self) -> dict[str, Handler]:
-        return {"StreamFunction": load_handler("stream_functions.handler")}
+        return {
+            "StreamFunction": load_handler("stream_functions.handler"),
+            "RegistryFunction": load_handler("registry_functions.handler"),
+        }
 
     def _ensure_tables(self) -> None:
         client: Any = boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint)
@@ -74,7 +83,7 @@ class LocalService:
             f"DynamoDB (embedded moto)   {self.dynamodb_endpoint}"
             if self._dynamodb
             else f"DynamoDB                   {self.dynamodb_endpoint}",
-            f"Lambda invoke endpoint     {self.lambda_endpoint.endpoint_url}   (functions: StreamFunction)",
+            f"Lambda invoke endpoint     {self.lambda_endpoint.endpoint_url}   (StreamFunction, RegistryFunction)",
             f"Tables                     {', '.join(TABLES.values())}",
         ]
 

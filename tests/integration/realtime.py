@@ -24,6 +24,7 @@ from infra.template import create_tables
 
 ITEMS = "rt-items"
 CONNECTIONS = "rt-connections"
+TRIGGERS = "rt-triggers"
 ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 
 
@@ -39,6 +40,7 @@ class PostRecorder:
     """Records every PostToConnection body per connection; answers 410 or 429 where told to."""
 
     def __init__(self, client: Any) -> None:
+        client.meta.events.register("before-call.apigatewaymanagementapi.GetConnection", self._before_get)
         self.sent: dict[str, list[bytes]] = defaultdict(list)
         self.gone: set[str] = set()
         self.throttle: dict[str, int] = {}
@@ -65,17 +67,33 @@ class PostRecorder:
     def frames(self, connection_id: str) -> list[dict[str, Any]]:
         return [json.loads(body) for body in self.sent[connection_id]]
 
+    def _before_get(self, params: dict[str, Any], **_: Any) -> Any:
+        connection_id = unquote(params["url_path"].rsplit("/", 1)[-1])
+        if connection_id in self.gone:
+            return _FakeHttp(410), {
+                "Error": {"Code": "GoneException", "Message": ""},
+                "ResponseMetadata": {"HTTPStatusCode": 410},
+            }
+        return None
+
 
 class Realtime:
     """Drives the deployed-shape handlers: connect, frames, disconnect, writes, and the stream pump."""
 
     def __init__(self, monkeypatch: Any, **settings: str) -> None:
-        env = {"ITEMS_TABLE": ITEMS, "CONNECTIONS_TABLE": CONNECTIONS, "CONNECTIONS_ENDPOINT": ENDPOINT, **settings}
+        env = {
+            "ITEMS_TABLE": ITEMS,
+            "CONNECTIONS_TABLE": CONNECTIONS,
+            "CONNECTIONS_ENDPOINT": ENDPOINT,
+            "TRIGGERS_TABLE": TRIGGERS,
+            "TRIGGER_CACHE_SECONDS": "0",
+            **settings,
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         wiring.reset()
         dynamodb = boto3.client("dynamodb")
-        create_tables(dynamodb, {"ItemsTable": ITEMS, "ConnectionsTable": CONNECTIONS})
+        create_tables(dynamodb, {"ItemsTable": ITEMS, "ConnectionsTable": CONNECTIONS, "TriggersTable": TRIGGERS})
         self.dynamodb = dynamodb
         self.api = ApiContext(api_id="abc123", stage="prod", domain_name="abc123.execute-api.us-east-1.amazonaws.com")
         self.posts = PostRecorder(wiring.connections_api_client())
@@ -83,6 +101,8 @@ class Realtime:
         self._disconnect = load_handler("ws_disconnect.handler")
         self._message = load_handler("ws_message.handler")
         self._functions = load_handler("stream_functions.handler")
+        self._registry = load_handler("registry_functions.handler")
+        self.sweeper = load_handler("sweeper.handler")
         stream_arn = dynamodb.describe_table(TableName=ITEMS)["Table"]["LatestStreamArn"]
         streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
         self.pump = StreamPump(
@@ -90,6 +110,10 @@ class Realtime:
             stream_arn,
             load_handler("broadcast.handler"),
             context_factory=lambda: LocalLambdaContext("broadcast"),
+        )
+        self.dispatch_handler = load_handler("dispatch.handler")
+        self.dispatch = StreamPump(
+            streams, stream_arn, self.dispatch_handler, context_factory=lambda: LocalLambdaContext("dispatch")
         )
         self.connected_at: dict[str, int] = {}
 
@@ -136,6 +160,11 @@ class Realtime:
         response = self._functions({"function_id": function_id, "payload": payload}, LocalLambdaContext("fn"))
         assert "result" in response, response
         return response["result"]
+
+    def register(self, registry_function: str, **payload: Any) -> Any:
+        """Call the registry Lambda (``registry::register_trigger`` and so on)."""
+        event = {"function_id": registry_function, "payload": payload}
+        return self._registry(event, LocalLambdaContext("registry"))
 
     def frames(self, connection_id: str) -> list[dict[str, Any]]:
         return self.posts.frames(connection_id)

@@ -38,6 +38,18 @@ class ConnectionsApiPoster:
         self._client = client
         self._sleep = sleep
 
+    def alive(self, connection_id: str) -> bool:
+        try:
+            self._client.get_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "GoneException" or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410:
+                return False
+            raise PostError(f"{code or 'ClientError'} checking {connection_id}") from exc
+        except BotoCoreError as exc:
+            raise PostError(f"{type(exc).__name__} checking {connection_id}: {exc}") from exc
+        return True
+
     def post(self, connection_id: str, data: bytes) -> None:
         for attempt in range(1, _ATTEMPTS + 1):
             try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -26,6 +27,10 @@ from iii_stream.core.ports import Connection, Subscription
 # API Gateway closes every connection after 2 hours; records outlive it by a day, then DynamoDB TTL sweeps them.
 RECORD_TTL_SECONDS: Final = 2 * 3600 + 24 * 3600
 _CONNECTION_SORT: Final = "C"
+# The sweeper's index (by_due): connections spread over a few partitions, sorted by when to check them.
+DUE_INDEX: Final = "by_due"
+SWEEP_BUCKETS: Final = 8
+FIRST_CHECK_MS: Final = 10 * 60 * 1000  # API Gateway's idle timeout
 
 
 @contextmanager
@@ -74,6 +79,8 @@ class DynamoConnectionStore:
             "connected_at": {"N": str(connection.connected_at)},
             "subs": {"M": {}},
             "expires_at": {"N": str(connection.connected_at // 1000 + RECORD_TTL_SECONDS)},
+            "sweep_bucket": _s(_bucket(connection.connection_id)),
+            "due_at": {"N": str(connection.connected_at + FIRST_CHECK_MS)},
         }
         if connection.context is not None:
             item["context"] = _s(dumps(connection.context))
@@ -180,6 +187,34 @@ class DynamoConnectionStore:
                 return found
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def due_connections(self, now_ms: int, limit: int) -> list[str]:
+        found: list[str] = []
+        for bucket in range(SWEEP_BUCKETS):
+            with _mapped_errors():
+                page = self._client.query(
+                    TableName=self._table,
+                    IndexName=DUE_INDEX,
+                    Limit=limit,
+                    KeyConditionExpression="sweep_bucket = :b AND due_at <= :now",
+                    ExpressionAttributeValues={":b": _s(f"b{bucket}"), ":now": {"N": str(now_ms)}},
+                )
+            found.extend(raw["pk"]["S"][1:] for raw in page.get("Items", []))
+        return found
+
+    def postpone(self, connection_id: str, due_at_ms: int) -> None:
+        try:
+            with _mapped_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_connection_key(connection_id),
+                    UpdateExpression="SET due_at = :due",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":due": {"N": str(due_at_ms)}},
+                )
+        except StoreError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
     def _delete_row(
         self, connection_id: str, subscription_id: str, stream_name: str, group_id: str
     ) -> Subscription | None:
@@ -198,6 +233,10 @@ def _is_condition_failure(exc: StoreError) -> bool:
     return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == (
         "ConditionalCheckFailedException"
     )
+
+
+def _bucket(connection_id: str) -> str:
+    return f"b{zlib.crc32(connection_id.encode()) % SWEEP_BUCKETS}"
 
 
 def _expiry_from_now() -> int:

@@ -30,3 +30,11 @@ class LambdaInvoker:
             message = result.get("errorMessage") if isinstance(result, dict) else result
             raise FunctionFailedError(f"{function_ref} raised: {message}")
         return result
+
+    def invoke_async(self, function_ref: str, payload: Any) -> None:
+        try:
+            self._client.invoke(
+                FunctionName=function_ref, InvocationType="Event", Payload=json.dumps(payload).encode("utf-8")
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise FunctionFailedError(f"queueing a call to {function_ref} failed: {exc}") from exc

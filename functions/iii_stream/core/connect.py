@@ -22,6 +22,7 @@ class ConnectRequest:
     query_params: Mapping[str, list[str]]
     source_ip: str
     path: str = "/"
+    connected_at: int | None = None  # the gateway's own stamp (requestContext.connectedAt), when it gives one
 
     def auth_input(self) -> dict[str, Any]:
         """The original's auth_function input: lower-case header names, query values as lists."""
@@ -70,7 +71,8 @@ class ConnectService:
         accepted, context = self._authenticate(request)
         if not accepted:
             return ConnectResponse(401)
-        self._connections.save_connection(Connection(request.connection_id, self._clock.now_ms(), context))
+        connected_at = request.connected_at or self._clock.now_ms()
+        self._connections.save_connection(Connection(request.connection_id, connected_at, context))
         return ConnectResponse(200, _echo(request.offered_subprotocols()))
 
     def _authenticate(self, request: ConnectRequest) -> tuple[bool, Any]:

@@ -1,8 +1,12 @@
-"""Route a function id and its JSON input to the StreamService, returning upstream's result or ErrorBody."""
+"""Route a function id and its JSON input to a service method, returning upstream's result or ErrorBody.
+
+Two Lambdas share this contract: ``StreamFunction`` (the ``stream::*`` functions) and
+``RegistryFunction`` (the ``registry::*`` functions that register functions and triggers).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from pydantic import BaseModel
@@ -19,9 +23,19 @@ from iii_stream.core.models import (
     UpdateInput,
     parse_input,
 )
+from iii_stream.core.registry import (
+    FunctionIdInput,
+    FunctionRecord,
+    NoInput,
+    RegisterTriggerInput,
+    RegistryService,
+    TriggerIdInput,
+)
 from iii_stream.core.service import StreamService
 
-STREAM_FUNCTIONS: Final[dict[str, tuple[type[BaseModel], Callable[[StreamService, Any], Any]]]] = {
+FunctionTable = Mapping[str, tuple[type[BaseModel], Callable[[Any, Any], Any]]]
+
+STREAM_FUNCTIONS: Final[FunctionTable] = {
     "stream::set": (SetInput, StreamService.set),
     "stream::get": (GetInput, StreamService.get),
     "stream::delete": (DeleteInput, StreamService.delete),
@@ -32,25 +46,34 @@ STREAM_FUNCTIONS: Final[dict[str, tuple[type[BaseModel], Callable[[StreamService
     "stream::send": (SendInput, StreamService.send),
 }
 
+REGISTRY_FUNCTIONS: Final[FunctionTable] = {
+    "registry::register_function": (FunctionRecord, RegistryService.register_function),
+    "registry::unregister_function": (FunctionIdInput, RegistryService.unregister_function),
+    "registry::list_functions": (NoInput, RegistryService.list_functions),
+    "registry::register_trigger": (RegisterTriggerInput, RegistryService.register_trigger),
+    "registry::unregister_trigger": (TriggerIdInput, RegistryService.unregister_trigger),
+    "registry::list_triggers": (NoInput, RegistryService.list_triggers),
+}
 
-def call(service: StreamService, function_id: str, payload: Any) -> Any:
-    """Run one stream function; raises StreamError (with its wire code) on any failure."""
+
+def call(service: Any, function_id: str, payload: Any, table: FunctionTable = STREAM_FUNCTIONS) -> Any:
+    """Run one function; raises StreamError (with its wire code) on any failure."""
     try:
-        model, method = STREAM_FUNCTIONS[function_id]
+        model, method = table[function_id]
     except (KeyError, TypeError):
         raise FunctionNotFoundError(f"Function {function_id} not found.") from None
     return method(service, parse_input(model, payload, function_id))
 
 
-def invoke(service: StreamService, event: Any) -> dict[str, Any]:
+def invoke(service: Any, event: Any, table: FunctionTable = STREAM_FUNCTIONS) -> dict[str, Any]:
     """The Lambda contract: ``{"function_id", "payload"}`` in, ``{"result"}`` or ``{"error"}`` out."""
     if not isinstance(event, dict) or not isinstance(event.get("function_id"), str):
         error = StreamError(
-            'The invocation must be a JSON object {"function_id": "stream::...", "payload": {...}}.',
+            'The invocation must be a JSON object {"function_id": "...", "payload": {...}}.',
             "invalid_invocation",
         )
         return {"error": error.to_body()}
     try:
-        return {"result": call(service, event["function_id"], event.get("payload", {}))}
+        return {"result": call(service, event["function_id"], event.get("payload", {}), table)}
     except StreamError as exc:
         return {"error": exc.to_body()}

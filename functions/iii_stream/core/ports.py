@@ -142,12 +142,24 @@ class ConnectionStore(Protocol):
         """Every subscription to a group, its item subscriptions included."""
         ...
 
+    def due_connections(self, now_ms: int, limit: int) -> list[str]:
+        """Connections whose liveness check is due (from the sweeper's index, never a Scan)."""
+        ...
+
+    def postpone(self, connection_id: str, due_at_ms: int) -> None:
+        """Check this connection again at ``due_at_ms``."""
+        ...
+
 
 class Poster(Protocol):
     """Delivers one frame to one connection (API Gateway's @connections, or the local gateway)."""
 
     def post(self, connection_id: str, data: bytes) -> None:
         """Send; raises ConnectionGoneError when the connection no longer exists."""
+        ...
+
+    def alive(self, connection_id: str) -> bool:
+        """Does the gateway still hold this connection (``GetConnection``; False on 410)?"""
         ...
 
 
@@ -166,4 +178,24 @@ class LeaveHook(Protocol):
 class FunctionInvoker(Protocol):
     def invoke(self, function_ref: str, payload: Any) -> Any:
         """Call a user function synchronously; raises FunctionFailedError when it fails."""
+        ...
+
+    def invoke_async(self, function_ref: str, payload: Any) -> None:
+        """Queue a call (Lambda's ``Event`` invocation); raises FunctionFailedError when it cannot be queued."""
+        ...
+
+
+class DispatchLedger(Protocol):
+    """Remembers which (change, trigger) pairs were dispatched, so a redelivered change fires nothing twice."""
+
+    def claim(self, change_id: str, trigger_id: str) -> bool:
+        """Take the pair; False when it was already dispatched."""
+        ...
+
+    def complete(self, change_id: str, trigger_id: str) -> None:
+        """The handler was invoked."""
+        ...
+
+    def release(self, change_id: str, trigger_id: str) -> None:
+        """Invoking failed: let a retry take the pair again."""
         ...
