@@ -10,6 +10,10 @@ from typing import Any
 
 from iii_stream.core.errors import ConflictError, ConnectionGoneError, FunctionFailedError, PostError
 from iii_stream.core.ports import Connection, ItemAddress, StoredItem, StreamEvent, Subscription
+from iii_stream.core.registry import FunctionRecord, TriggerRecord
+
+# A connection is due for its first liveness check this long after it opened (API Gateway's idle timeout).
+FIRST_CHECK_MS = 10 * 60 * 1000
 
 
 class FixedClock:
@@ -96,9 +100,12 @@ class MemoryConnectionStore:
         self.connections: dict[str, Connection] = {}
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self.subscriber_queries: list[tuple[str, str]] = []
+        self.due_at: dict[str, int] = {}  # postponed checks; otherwise due FIRST_CHECK_MS after connected_at
+        self.postponed: list[tuple[str, int]] = []
 
     def save_connection(self, connection: Connection) -> None:
         self.connections[connection.connection_id] = connection
+        self.due_at.pop(connection.connection_id, None)
 
     def get_connection(self, connection_id: str) -> Connection | None:
         return self.connections.get(connection_id)
@@ -114,6 +121,7 @@ class MemoryConnectionStore:
 
     def remove_connection(self, connection_id: str, known: list[Subscription] | None = None) -> list[Subscription]:
         self.connections.pop(connection_id, None)
+        self.due_at.pop(connection_id, None)
         mine = [key for key in self.subscriptions if key[0] == connection_id]
         return [self.subscriptions.pop(key) for key in mine]
 
@@ -125,9 +133,27 @@ class MemoryConnectionStore:
         """The subscriptions a connection holds now."""
         return [s for (cid, _), s in self.subscriptions.items() if cid == connection_id]
 
+    def due(self, connection_id: str) -> int:
+        """When this connection's liveness check is due."""
+        return self.due_at.get(connection_id, self.connections[connection_id].connected_at + FIRST_CHECK_MS)
+
+    def due_connections(self, now_ms: int, limit: int) -> list[str]:
+        due = sorted((self.due(cid), cid) for cid in self.connections)
+        return [cid for at, cid in due if at <= now_ms][:limit]
+
+    def postpone(self, connection_id: str, due_at_ms: int) -> None:
+        # Like the DynamoDB adapter's conditional update: never brings a removed connection back.
+        self.postponed.append((connection_id, due_at_ms))
+        if connection_id in self.connections:
+            self.due_at[connection_id] = due_at_ms
+
 
 class RecordingPoster:
-    """The Poster port: records every frame as parsed JSON; ``gone`` ids answer 410, ``failing`` ids fail."""
+    """The Poster port: records every frame as parsed JSON; ``gone`` ids answer 410, ``failing`` ids fail.
+
+    ``alive`` is False for ``gone`` ids and raises PostError for ``unreachable`` ids; ``on_alive`` (if set)
+    runs first, so a test can make something happen while the gateway is being asked.
+    """
 
     def __init__(self) -> None:
         self.frames: dict[str, list[Any]] = defaultdict(list)
@@ -135,6 +161,9 @@ class RecordingPoster:
         self.attempts: list[str] = []
         self.gone: set[str] = set()
         self.failing: set[str] = set()
+        self.unreachable: set[str] = set()
+        self.alive_checks: list[str] = []
+        self.on_alive: Callable[[str], None] | None = None
         self._lock = threading.Lock()
 
     def post(self, connection_id: str, data: bytes) -> None:
@@ -150,6 +179,15 @@ class RecordingPoster:
 
     def all_frames(self) -> list[Any]:
         return [frame for frames in self.frames.values() for frame in frames]
+
+    def alive(self, connection_id: str) -> bool:
+        with self._lock:
+            self.alive_checks.append(connection_id)
+        if self.on_alive is not None:
+            self.on_alive(connection_id)
+        if connection_id in self.unreachable:
+            raise PostError(f"checking {connection_id} failed")
+        return connection_id not in self.gone
 
 
 class RecordingLeaveHook:
@@ -175,11 +213,17 @@ class ScriptedGate:
 
 
 class FakeInvoker:
-    """The FunctionInvoker port over Python callables; a raising callable is a failed function."""
+    """The FunctionInvoker port over Python callables; a raising callable is a failed function.
+
+    ``invoke_async`` only queues (the callable does not run, as with Lambda's ``Event`` invocation): a queued
+    call lands in ``async_calls``; an unknown ref or one in ``queue_failures`` cannot be queued.
+    """
 
     def __init__(self, functions: dict[str, Callable[[Any], Any]]) -> None:
         self.functions = functions
         self.calls: list[tuple[str, Any]] = []
+        self.async_calls: list[tuple[str, Any]] = []
+        self.queue_failures: set[str] = set()
 
     def invoke(self, function_ref: str, payload: Any) -> Any:
         self.calls.append((function_ref, payload))
@@ -190,3 +234,58 @@ class FakeInvoker:
             return function(payload)
         except Exception as exc:
             raise FunctionFailedError(f"{function_ref} raised: {exc}") from exc
+
+    def invoke_async(self, function_ref: str, payload: Any) -> None:
+        if function_ref not in self.functions or function_ref in self.queue_failures:
+            raise FunctionFailedError(f"{function_ref} could not be queued")
+        self.async_calls.append((function_ref, payload))
+
+
+class MemoryRegistryStore:
+    """The RegistryStore port in dicts; ``triggers()`` in registration order (re-registering moves to the end)."""
+
+    def __init__(self) -> None:
+        self.function_records: dict[str, FunctionRecord] = {}
+        self.trigger_records: dict[str, TriggerRecord] = {}
+        self.function_reads = 0
+        self.trigger_reads = 0
+
+    def put_function(self, record: FunctionRecord) -> None:
+        self.function_records[record.function_id] = record
+
+    def delete_function(self, function_id: str) -> bool:
+        return self.function_records.pop(function_id, None) is not None
+
+    def functions(self) -> list[FunctionRecord]:
+        self.function_reads += 1
+        return list(self.function_records.values())
+
+    def put_trigger(self, record: TriggerRecord) -> None:
+        self.trigger_records.pop(record.trigger_id, None)
+        self.trigger_records[record.trigger_id] = record
+
+    def delete_trigger(self, trigger_id: str) -> bool:
+        return self.trigger_records.pop(trigger_id, None) is not None
+
+    def triggers(self) -> list[TriggerRecord]:
+        self.trigger_reads += 1
+        return list(self.trigger_records.values())
+
+
+class MemoryDispatchLedger:
+    """The DispatchLedger port: a pair marked done is never claimed again; one left claimed can be."""
+
+    def __init__(self) -> None:
+        self.status: dict[tuple[str, str], str] = {}
+
+    def claim(self, change_id: str, trigger_id: str) -> bool:
+        if self.status.get((change_id, trigger_id)) == "done":
+            return False
+        self.status[(change_id, trigger_id)] = "claimed"
+        return True
+
+    def complete(self, change_id: str, trigger_id: str) -> None:
+        self.status[(change_id, trigger_id)] = "done"
+
+    def release(self, change_id: str, trigger_id: str) -> None:
+        self.status.pop((change_id, trigger_id), None)

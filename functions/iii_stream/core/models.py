@@ -158,6 +158,10 @@ def describe_error(exc: ValidationError) -> str:
         return f"unknown variant `{tag}`, expected one of {_OP_TYPES} at `{where}.type`"
     if kind == "union_tag_not_found":
         return f"missing field `type` at `{where}`"
+    if kind == "extra_forbidden":
+        return f"unknown field `{loc[-1]}`" + (f" at `{_location(loc[:-1])}`" if len(loc) > 1 else "")
+    if kind in ("string_too_short", "string_too_long", "too_short", "too_long"):
+        return f"invalid length: {error['msg'].lower()} at `{where}`"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return f"invalid value: {_describe(value)} is out of range ({error['msg'].lower()}) at `{where}`"
     expected = "a string or a sequence of strings" if in_untagged_union else _EXPECTED.get(kind, error["msg"].lower())

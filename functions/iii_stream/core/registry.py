@@ -146,7 +146,7 @@ def parse_trigger_config(trigger_type: str, config: Any) -> StreamTriggerConfig 
         config = {}
     if not isinstance(config, dict):
         raise RegistryError(f"The config of a {trigger_type} trigger must be an object, got {type(config).__name__}.")
-    if trigger_type == "stream" and not config.get("stream_name"):
+    if trigger_type == "stream" and config.get("stream_name", "") == "":
         raise RegistryError("A stream trigger needs a non-empty config.stream_name.")
     model = StreamTriggerConfig if trigger_type == "stream" else LifecycleTriggerConfig
     return parse_input(model, config, f"{trigger_type} trigger config")  # type: ignore[return-value]
@@ -182,8 +182,14 @@ class RegistryService:
                 raise RegistryError(
                     f"Function {function_id} is not registered; register it first.", "function_not_found"
                 )
+        # Registration order is dispatch order: stamp after every existing trigger, even within one ms.
+        latest = max((t.created_at for t in self._store.triggers()), default=0)
         record = TriggerRecord(
-            payload.id or str(uuid.uuid4()), payload.type, payload.function_id, config, self._clock.now_ms()
+            payload.id or str(uuid.uuid4()),
+            payload.type,
+            payload.function_id,
+            config,
+            max(self._clock.now_ms(), latest + 1),
         )
         self._store.put_trigger(record)
         return _trigger_view(record)

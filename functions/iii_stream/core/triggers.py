@@ -104,9 +104,11 @@ class StreamDispatcher(_Runner):
         self._ledger = ledger
 
     def dispatch(self, change: Change, change_id: str) -> int:
-        """Return how many handlers were invoked; raise FunctionFailedError if one could not be queued."""
+        """Return how many handlers were invoked; raise FunctionFailedError (after trying every trigger) if any
+        could not be queued, so the record is retried for those alone."""
         payload = change.message()
         invoked = 0
+        failures: list[str] = []
         for trigger in self._cache.of_type("stream"):
             config = trigger.config
             if not isinstance(config, StreamTriggerConfig) or not stream_trigger_matches(config, change):
@@ -117,10 +119,13 @@ class StreamDispatcher(_Runner):
                 if self.condition_allows(trigger, payload):
                     self._invoker.invoke_async(self._cache.target(trigger.function_id), payload)
                     invoked += 1
-            except FunctionFailedError:
+            except FunctionFailedError as exc:
                 self._ledger.release(change_id, trigger.trigger_id)
-                raise
+                failures.append(f"{trigger.trigger_id}: {exc}")
+                continue
             self._ledger.complete(change_id, trigger.trigger_id)
+        if failures:
+            raise FunctionFailedError(f"{len(failures)} handler(s) could not be queued: {'; '.join(failures)}")
         return invoked
 
 
@@ -138,11 +143,28 @@ class TriggerJoinGate(_Runner):
             config = trigger.config
             if not isinstance(config, LifecycleTriggerConfig) or not lifecycle_trigger_matches(config, subscription):
                 continue
-            if not self.condition_allows(trigger, payload):
+            decision = self._condition(trigger, payload)
+            if decision is None:  # the condition failed: no one can vouch for this subscription
+                allowed = self._fail_open and allowed
+                continue
+            if not decision:
                 continue
             # Every handler runs, even after one has said no (as the original does).
             allowed = self._ask(trigger, payload) and allowed
         return allowed
+
+    def _condition(self, trigger: TriggerRecord, payload: dict[str, Any]) -> bool | None:
+        """True: run the handler; False: skip it; None: the condition call failed."""
+        condition = trigger.condition()
+        if condition is None:
+            return True
+        try:
+            return self._invoker.invoke(self._cache.target(condition), payload) is not False
+        except FunctionFailedError as exc:
+            log.warning(
+                "join condition %s failed (%s): %s", condition, "allowed" if self._fail_open else "rejected", exc
+            )
+            return None
 
     def _ask(self, trigger: TriggerRecord, payload: dict[str, Any]) -> bool:
         try:
