@@ -30,6 +30,7 @@ from urllib.parse import unquote
 import boto3
 from botocore.config import Config
 from iii_stream import wiring
+from iii_stream.adapters.dynamodb_connections import RECORD_TTL_SECONDS
 from moto import mock_aws
 
 from bench.fake_aws import FakeLambdaContext
@@ -53,8 +54,6 @@ STREAM: Final = "bench"
 GROUP: Final = "room-1"
 WARM_UP_GROUP: Final = "nobody-listens"
 DATA: Final = {"text": "hello, subscribers", "author": "bench", "n": 1}
-CONNECTED_AT_MS: Final = 1_700_000_000_000
-EXPIRES_AT: Final = CONNECTED_AT_MS // 1000 + 26 * 3600
 BATCH_WRITE: Final = 25  # BatchWriteItem's limit
 _ENV: Final = ("ITEMS_TABLE", "CONNECTIONS_TABLE", "CONNECTIONS_ENDPOINT", "BROADCAST_CONCURRENCY")
 
@@ -68,7 +67,7 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _rows(index: int) -> list[dict[str, Any]]:
+def _rows(index: int, connected_at_ms: int) -> list[dict[str, Any]]:
     """One subscriber: its subscription row and its connection row, exactly as the join route writes them.
 
     The layout is ``iii_stream.adapters.dynamodb_connections``'s: the subscription row (``pk`` = ``G`` + compact
@@ -76,17 +75,18 @@ def _rows(index: int) -> list[dict[str, Any]]:
     the connection row (``pk`` = ``C`` + connection id, ``sk`` = ``C``) is not read, but is there as in service.
     """
     cid, sid = connection_id(index), f"sub-{index}"
+    expires_at = {"N": str(connected_at_ms // 1000 + RECORD_TTL_SECONDS)}
     subscription = {
         "pk": {"S": "G" + _compact([STREAM, GROUP])},
         "sk": {"S": f"{cid}#{sid}"},
-        "expires_at": {"N": str(EXPIRES_AT)},
+        "expires_at": expires_at,
     }
     connection = {
         "pk": {"S": "C" + cid},
         "sk": {"S": "C"},
-        "connected_at": {"N": str(CONNECTED_AT_MS)},
+        "connected_at": {"N": str(connected_at_ms)},
         "subs": {"M": {sid: {"S": _compact([STREAM, GROUP, None])}}},
-        "expires_at": {"N": str(EXPIRES_AT)},
+        "expires_at": expires_at,
     }
     return [subscription, connection]
 
@@ -94,11 +94,13 @@ def _rows(index: int) -> list[dict[str, Any]]:
 def subscribe(client: Any, subscribers: int) -> int:
     """Write every subscriber's rows, 25 per BatchWriteItem; return the number of requests.
 
-    Untimed set-up. Subscribing 10,000 sockets through the join route (10,000 WebSocket messages, each a
-    connection read, a conditional UpdateItem and a PutItem) is a different workload and not what is measured
-    here: the broadcast only reads the rows, so they are written directly, in the join route's exact layout.
+    Untimed set-up. Subscribing 10,000 sockets through the connect and join routes (each join a connection
+    read, a conditional UpdateItem, a PutItem, snapshot reads of the group and sync posts) is another workload,
+    and not what is measured here: the broadcast only reads the rows, so they are written directly, in the
+    join route's exact layout (no auth context, whole-group subscriptions).
     """
-    requests = [{"PutRequest": {"Item": row}} for index in range(subscribers) for row in _rows(index)]
+    now_ms = int(time.time() * 1000)
+    requests = [{"PutRequest": {"Item": row}} for index in range(subscribers) for row in _rows(index, now_ms)]
     sent = 0
     for start in range(0, len(requests), BATCH_WRITE):
         pending: dict[str, Any] = {CONNECTIONS_TABLE: requests[start : start + BATCH_WRITE]}
@@ -153,11 +155,11 @@ class PostSimulator:
 
 
 class QueryPages:
-    """Each Query the client sends: its wall time (request to parsed response) and the rows of its page."""
+    """Each Query the client sends: when it was sent, when its response was parsed, and the rows of its page."""
 
     def __init__(self, client: Any) -> None:
         self._started_ns = 0
-        self.pages: list[tuple[int, int]] = []  # (ns, rows)
+        self.pages: list[tuple[int, int, int]] = []  # (sent ns, parsed ns, rows)
         client.meta.events.register("before-call.dynamodb.Query", self._before)
         client.meta.events.register("after-call.dynamodb.Query", self._after)
 
@@ -166,9 +168,9 @@ class QueryPages:
 
     def _after(self, parsed: Any = None, **_: Any) -> None:
         rows = int(parsed.get("Count", 0)) if isinstance(parsed, dict) else 0
-        self.pages.append((time.perf_counter_ns() - self._started_ns, rows))
+        self.pages.append((self._started_ns, time.perf_counter_ns(), rows))
 
-    def take(self) -> list[tuple[int, int]]:
+    def take(self) -> list[tuple[int, int, int]]:
         pages, self.pages = self.pages, []
         return pages
 
@@ -178,17 +180,17 @@ class TimedHandler:
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
-        self.calls: list[tuple[int, int, int]] = []  # (ns, records, batch item failures)
+        self.calls: list[tuple[int, int, int, int]] = []  # (started ns, ended ns, records, batch item failures)
 
     def __call__(self, event: dict[str, Any], context: Any) -> Any:
         started = time.perf_counter_ns()
         response = self._handler(event, context)
-        elapsed = time.perf_counter_ns() - started
+        ended = time.perf_counter_ns()
         failures = len((response or {}).get("batchItemFailures") or [])
-        self.calls.append((elapsed, len(event["Records"]), failures))
+        self.calls.append((started, ended, len(event["Records"]), failures))
         return response
 
-    def take(self) -> list[tuple[int, int, int]]:
+    def take(self) -> list[tuple[int, int, int, int]]:
         calls, self.calls = self.calls, []
         return calls
 
@@ -205,6 +207,9 @@ class BroadcastRun:
     posting_s: float  # first post started -> last post answered
     posting_floor_s: float  # subscribers x latency / concurrency: the best a pool of this size can do
     excluding_query_s: float  # delivery minus the Query: what is left when the lookup is free
+    # Where the delivery's wall time went, in order: handler start -> first Query sent -> last page parsed ->
+    # first post started (rows decoded, grouped by connection, the pool started) -> last post answered -> return.
+    phases_s: dict[str, float]
     handler_calls: int
     records: int
     batch_item_failures: int
@@ -266,6 +271,23 @@ def _close_broadcast_pool() -> None:
         wiring.broadcast_service().close()
 
 
+def _phases(
+    calls: list[tuple[int, int, int, int]], pages: list[tuple[int, int, int]], posts: PostSimulator
+) -> dict[str, float]:
+    """The delivery's wall time cut at its landmarks (one handler call, one Query page and posts expected)."""
+    if not (calls and pages and posts.posts):
+        return {}
+    marks = [
+        ("before Query", calls[0][0]),
+        ("Query", pages[0][0]),
+        ("Query to first post", pages[-1][1]),
+        ("posting", posts.first_started_ns),
+        ("after last post", posts.last_answered_ns),
+    ]
+    ends = [mark for _, mark in marks[1:]] + [calls[-1][1]]
+    return {name: round((end - start) / 1e9, 3) for (name, start), end in zip(marks, ends, strict=True)}
+
+
 @dataclasses.dataclass
 class _Bench:
     functions: Handler
@@ -290,11 +312,17 @@ class _Bench:
         queries.take()
         self.streams.take()
         self.broadcast.take()
+        # moto's stored tables and earlier sections' objects are not the Lambda's heap: frozen, the collector
+        # skips them, so its passes during the delivery cost what they would in a Lambda holding only the handler.
         gc.collect()
-        self.pump.drain()
+        gc.freeze()
+        try:
+            self.pump.drain()
+        finally:
+            gc.unfreeze()
         calls, pages = self.broadcast.take(), queries.take()
-        delivery_s = sum(ns for ns, _, _ in calls) / 1e9
-        query_s = sum(ns for ns, _ in pages) / 1e9
+        delivery_s = sum(ended - started for started, ended, _, _ in calls) / 1e9
+        query_s = sum(parsed - sent for sent, parsed, _ in pages) / 1e9
         return BroadcastRun(
             concurrency=concurrency,
             subscribers=self.subscribers,
@@ -307,9 +335,10 @@ class _Bench:
             posting_floor_s=round(self.subscribers * POST_LATENCY_S / concurrency, 3),
             excluding_query_s=round(delivery_s - query_s, 3),
             handler_calls=len(calls),
-            records=sum(records for _, records, _ in calls),
-            batch_item_failures=sum(failures for _, _, failures in calls),
-            query_pages=[rows for _, rows in pages],
+            phases_s=_phases(calls, pages, posts),
+            records=sum(records for _, _, records, _ in calls),
+            batch_item_failures=sum(failures for _, _, _, failures in calls),
+            query_pages=[rows for _, _, rows in pages],
             dynamodb_requests=dict(sorted(requests.take().items())),
             streams_requests=dict(sorted(self.streams.take().items())),
             peak_rss_mb=_peak_rss_mb(),
@@ -432,7 +461,7 @@ def _verdicts(result: BroadcastResult) -> list[str]:
         if run.batch_item_failures:
             problems.append(f"{run.batch_item_failures} batch item failures")
         if run.scans:
-            problems.append(f"{run.scans} Scan requests")
+            problems.append(f"{run.scans} Scan request(s)")
         if problems:
             lines.append(f"FAILED at concurrency {run.concurrency}: " + "; ".join(problems))
     if result.complete:
@@ -462,6 +491,12 @@ def render(result: BroadcastResult) -> str:
             "  excl. Query s: delivery minus the Query; peak RSS: the process's high-water mark "
             f"({result.rss_before_mb:.0f} MB before set-up)",
             f"event source mapping, not the Lambda (stream pump): {streams}",
+            "where the delivery's time went, s:",
+            *(
+                f"  {run.concurrency:<10} "
+                + ", ".join(f"{name} {seconds:.3f}" for name, seconds in run.phases_s.items())
+                for run in result.runs
+            ),
             "",
             *_verdicts(result),
         ]

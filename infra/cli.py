@@ -32,8 +32,13 @@ def _parser() -> argparse.ArgumentParser:
 
     local = commands.add_parser("local", help="run the whole service on this machine")
     local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=3112, help="WebSocket gateway port (default 3112)")
     local.add_argument("--lambda-port", type=int, default=3001, help="Lambda invoke endpoint port (default 3001)")
+    local.add_argument("--connections-port", type=int, default=0, help="@connections endpoint port (default: any)")
     local.add_argument("--dynamodb-endpoint", help="use this DynamoDB instead of the embedded one")
+    local.add_argument("--app", help="a Python file declaring your functions and triggers (iii_stream.app.App)")
+    local.add_argument("--auth-fail-open", action="store_true", help="accept sockets when the auth function fails")
+    local.add_argument("--join-fail-open", action="store_true", help="accept joins when a join handler fails")
     local.set_defaults(run=_run_local)
 
     call = commands.add_parser("call", help="call a stream function and print its JSON result")
@@ -171,9 +176,20 @@ def _run_local(args: argparse.Namespace) -> int:
 
     from infra.local.service import LocalConfig, LocalService
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-26s %(message)s")
+    for noisy in ("botocore", "werkzeug", "websockets", "aws_lambda_powertools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     service = LocalService(
-        LocalConfig(host=args.host, lambda_port=args.lambda_port, dynamodb_endpoint=args.dynamodb_endpoint)
+        LocalConfig(
+            host=args.host,
+            port=args.port,
+            lambda_port=args.lambda_port,
+            connections_port=args.connections_port,
+            dynamodb_endpoint=args.dynamodb_endpoint,
+            app_path=args.app,
+            auth_fail_open=args.auth_fail_open,
+            join_fail_open=args.join_fail_open,
+        )
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

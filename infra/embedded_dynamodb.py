@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
@@ -18,6 +19,17 @@ from moto.server import ThreadedMotoServer
 _WRITE_OPERATIONS = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _write_lock = threading.RLock()
 _patched = False
+_write_listeners: list[Callable[[], None]] = []
+
+
+def on_write(listener: Callable[[], None]) -> None:
+    """Call ``listener`` after every write to the embedded DynamoDB (the stream pumps wake on it)."""
+    _write_listeners.append(listener)
+
+
+def remove_write_listener(listener: Callable[[], None]) -> None:
+    if listener in _write_listeners:
+        _write_listeners.remove(listener)
 
 
 def make_moto_writes_atomic() -> None:
@@ -30,8 +42,12 @@ def make_moto_writes_atomic() -> None:
 
         @functools.wraps(original)
         def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with _write_lock:
-                return __original(self, *args, **kwargs)
+            try:
+                with _write_lock:
+                    return __original(self, *args, **kwargs)
+            finally:
+                for listener in list(_write_listeners):
+                    listener()
 
         setattr(DynamoDBBackend, name, locked)
     _patched = True

@@ -39,7 +39,7 @@ class Settings:
     triggers_table: str = ""
     join_fail_open: bool = False
     trigger_cache_seconds: int = 10
-    broadcast_concurrency: int = 64
+    broadcast_concurrency: int = 128
     max_message_bytes: int = 131072
 
     @classmethod
@@ -56,7 +56,7 @@ class Settings:
             triggers_table=env.get(TRIGGERS_TABLE, ""),
             join_fail_open=_flag(env, JOIN_FAIL_OPEN),
             trigger_cache_seconds=_whole(env, TRIGGER_CACHE_SECONDS, 10, minimum=0),
-            broadcast_concurrency=_whole(env, BROADCAST_CONCURRENCY, 64),
+            broadcast_concurrency=_whole(env, BROADCAST_CONCURRENCY, 128),
             max_message_bytes=_whole(env, MAX_MESSAGE_BYTES, 131072),
         )
 

@@ -172,17 +172,22 @@ class DynamoConnectionStore:
         return [subscription for subscription in removed if subscription is not None]
 
     def subscribers(self, stream_name: str, group_id: str) -> list[Subscription]:
+        """Who to post to: only the keys and item ids are read (the context is for leaves, read when removed)."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ConsistentRead": True,
+            "ProjectionExpression": "sk, item_id",
             "ExpressionAttributeValues": {":pk": _s(_group_partition(stream_name, group_id))},
         }
         found: list[Subscription] = []
         while True:
             with _mapped_errors():
                 page = self._client.query(**request)
-            found.extend(_subscription_from_row(raw) for raw in page.get("Items", []))
+            for raw in page.get("Items", []):
+                connection_id, _, subscription_id = raw["sk"]["S"].partition("#")
+                item_id = raw["item_id"]["S"] if "item_id" in raw else None
+                found.append(Subscription(connection_id, subscription_id, stream_name, group_id, item_id))
             if "LastEvaluatedKey" not in page:
                 return found
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
