@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from bench.fake_aws import install_fake_env
 
-MODES = ("all", "in-process", "server", "broadcast")
+MODES = ("all", "in-process", "server", "broadcast", "local", "dispatch")
 
 
 def _concurrencies(raw: str) -> list[int]:
@@ -72,13 +72,41 @@ def _broadcast(args: argparse.Namespace) -> bool:
     return result.complete
 
 
+def _local(args: argparse.Namespace) -> bool:
+    from bench import local_latency
+
+    figures = local_latency.run()
+    print(local_latency.render(figures))
+    print(f"\nfigures written to {local_latency.write_json(figures)}")
+    return True
+
+
+def _dispatch() -> bool:
+    from bench import dispatch
+
+    figures = dispatch.run()
+    print(dispatch.render(figures))
+    print(f"\nfigures written to {dispatch.write_json(figures)}")
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     install_fake_env()  # before anything can create a boto3 client
 
     ok = True
+    if args.mode in ("all", "dispatch"):
+        _dispatch()
+        if args.mode == "dispatch":
+            return 0
+        print()
+    if args.mode in ("all", "local"):
+        ok = _local(args)
+        if args.mode == "local":
+            return 0
+        print()
     if args.mode != "broadcast":
-        ok = _data_plane(args)
+        ok = _data_plane(args) and ok
     if args.mode in ("all", "broadcast"):
         if args.mode == "all":
             print()

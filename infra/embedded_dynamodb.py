@@ -53,11 +53,20 @@ def make_moto_writes_atomic() -> None:
     _patched = True
 
 
+def _no_nagle() -> None:
+    """Send each response at once: with Nagle's algorithm on, a response written as headers then body waits
+    for the client's delayed ACK (~40 ms) on a kept-alive connection."""
+    from moto.moto_server import threaded_moto_server
+
+    threaded_moto_server.MotoRequestHandler.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+
+
 class EmbeddedDynamoDB:
     """A moto server on 127.0.0.1 (port 0 picks a free one); ``endpoint_url`` once started."""
 
     def __init__(self, port: int = 0) -> None:
         make_moto_writes_atomic()
+        _no_nagle()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint_url = ""

@@ -1,0 +1,200 @@
+"""``iii-stream local`` end to end, over real sockets, with a Python WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.e2e.conftest import HERE, LocalService, start_local, stop_local
+
+T = TypeVar("T")
+
+
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(factory(), 30))
+
+
+async def frames(ws: ClientConnection, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    return [json.loads(await asyncio.wait_for(ws.recv(), timeout)) for _ in range(count)]
+
+
+async def silence(ws: ClientConnection, seconds: float = 0.3) -> bool:
+    try:
+        await asyncio.wait_for(ws.recv(), seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+def join(group: str, item: str | None = None, stream: str = "rooms", sub: str | None = None) -> str:
+    data = {"streamName": stream, "groupId": group, "subscriptionId": sub or str(uuid.uuid4())}
+    if item is not None:
+        data["id"] = item
+    return json.dumps({"type": "join", "data": data})
+
+
+def url(local: LocalService, token: str = "user-ana") -> str:
+    return f"{local.ws_url}?token={token}"
+
+
+def test_connect_with_a_token_and_without(local: LocalService) -> None:
+    async def scenario() -> None:
+        async with connect(url(local)) as ws:
+            assert ws.response is not None and ws.response.status_code == 101
+        async with connect(local.ws_url, subprotocols=["Authorization", "user-bo"]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "Authorization"
+        for bad in (local.ws_url, url(local, "intruder")):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(bad):
+                    pass
+            assert refused.value.response.status_code == 401
+
+    run(scenario)
+
+
+def test_join_sync_and_live_changes(local: LocalService) -> None:
+    client = local.client()
+    client.set("rooms", "lobby", "a", {"id": "a", "v": 1})
+
+    async def scenario() -> None:
+        async with connect(url(local)) as group_ws, connect(url(local, "user-bo")) as item_ws:
+            await group_ws.send(join("lobby"))
+            await item_ws.send(join("lobby", "a"))
+            [group_sync] = await frames(group_ws, 1)
+            [item_sync] = await frames(item_ws, 1)
+            assert group_sync["event"] == {"type": "sync", "data": [{"id": "a", "v": 1}]} and group_sync["id"] is None
+            assert item_sync["event"] == {"type": "sync", "data": {"id": "a", "v": 1}} and item_sync["id"] == "a"
+            await asyncio.to_thread(client.update, "rooms", "lobby", "a", [{"type": "set", "path": "v", "value": 2}])
+            await asyncio.to_thread(client.set, "rooms", "lobby", "b", {"id": "b"})
+            await asyncio.to_thread(client.send, "rooms", "lobby", "typing", {"who": "ana"})
+            await asyncio.to_thread(client.delete, "rooms", "lobby", "a")
+            seen = await frames(group_ws, 4)
+            assert [(f["event"]["type"], f["id"]) for f in seen] == [
+                ("update", "a"),
+                ("create", "b"),
+                ("event", None),
+                ("delete", "a"),
+            ]
+            assert seen[2]["event"] == {"type": "event", "event": {"type": "typing", "data": {"who": "ana"}}}
+            item_seen = await frames(item_ws, 2)
+            assert [(f["event"]["type"], f["event"]["data"]) for f in item_seen] == [
+                ("update", {"id": "a", "v": 2}),
+                ("delete", {"id": "a", "v": 2}),
+            ]
+            stamps = [item_sync["timestamp"], *(f["timestamp"] for f in item_seen)]
+            assert stamps == sorted(set(stamps))
+            assert await silence(item_ws)
+
+    run(scenario)
+
+
+def test_unauthorized_join_keeps_the_socket_open(local: LocalService) -> None:
+    async def scenario() -> None:
+        async with connect(url(local)) as ws:
+            await ws.send(join("private-1"))
+            [refused] = await frames(ws, 1)
+            assert refused["event"] == {"type": "unauthorized"} and refused["groupId"] == "private-1"
+            await ws.send(join("public-1"))
+            [sync] = await frames(ws, 1)
+            assert sync["event"]["type"] == "sync"
+
+    run(scenario)
+
+
+def test_malformed_frames_are_ignored(local: LocalService) -> None:
+    async def scenario() -> None:
+        async with connect(url(local)) as ws:
+            for body in ["nope", "{}", '{"type":"join"}', '{"type":"dance","data":{}}', "[1,2]", " "]:
+                await ws.send(body)
+            assert await silence(ws)
+            await ws.send(join("still-here"))
+            [sync] = await frames(ws, 1)
+            assert sync["event"]["type"] == "sync"
+
+    run(scenario)
+
+
+def test_binary_frames_are_refused_as_api_gateway_does(local: LocalService) -> None:
+    async def scenario() -> None:
+        async with connect(url(local)) as ws:
+            await ws.send(b"\x00\x01")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1003
+
+    run(scenario)
+
+
+def test_reconnect_and_re_join_gets_a_fresh_sync(local: LocalService) -> None:
+    client = local.client()
+    subscription = str(uuid.uuid4())
+
+    async def scenario() -> None:
+        async with connect(url(local)) as ws:
+            await ws.send(join("again", sub=subscription))
+            await frames(ws, 1)
+        await asyncio.to_thread(client.set, "rooms", "again", "x", {"id": "x"})  # while away
+        async with connect(url(local)) as ws:
+            await ws.send(join("again", sub=subscription))  # the client re-joins with the same id
+            [sync] = await frames(ws, 1)
+            assert sync["event"]["data"] == [{"id": "x"}]
+
+    run(scenario)
+
+
+def test_triggers_and_lifecycle_handlers_run(local: LocalService) -> None:
+    client = local.client()
+    subscription = str(uuid.uuid4())
+
+    async def scenario() -> None:
+        async with connect(url(local, "user-cy")) as ws:
+            await ws.send(join("triggers", sub=subscription))
+            await frames(ws, 1)
+            await asyncio.to_thread(client.set, "rooms", "triggers", "t1", {"id": "t1"})
+            await frames(ws, 1)
+
+    run(scenario)
+    ours = {"where": lambda e: e.get("subscription_id") == subscription}
+    assert local.wait_for_calls("join", **ours) == [
+        {
+            "subscription_id": subscription,
+            "stream_name": "rooms",
+            "group_id": "triggers",
+            "id": None,
+            "context": {"user": "user-cy"},
+        }
+    ]
+    assert len(local.wait_for_calls("leave", **ours)) == 1
+    changes = local.wait_for_calls("change", where=lambda e: e["groupId"] == "triggers")
+    assert changes[0]["event"] == {"type": "create", "data": {"id": "t1"}}
+
+
+def test_stopping_the_service_closes_sockets_and_fires_their_leaves(tmp_path: Path) -> None:
+    service = start_local(tmp_path, "--app", str(HERE / "app.py"))
+    subscription = str(uuid.uuid4())
+    try:
+
+        async def scenario() -> int | None:
+            async with connect(url(service)) as ws:
+                await ws.send(join("closing", sub=subscription))
+                await frames(ws, 1)
+                await asyncio.to_thread(stop_local, service)
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 10)
+                return ws.close_code
+
+        assert run(scenario) == 1001
+        assert service.process.returncode == 0
+        assert "iii-stream local stopped" in service.log()
+        leaves = [e for e in service.calls("leave") if e["subscription_id"] == subscription]
+        assert len(leaves) == 1
+    finally:
+        stop_local(service)
