@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint fmt typecheck bench clean
+.PHONY: help install run test test-unit test-integration test-deployed lint fmt typecheck validate build deploy bench clean example node-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 run: $(STAMP) ## Run the local service on its embedded defaults (Ctrl-C stops it)
 	$(BIN)/iii-stream local
 
-test: $(STAMP) lint typecheck ## The whole test suite (lint, types, unit, integration)
+test: $(STAMP) lint typecheck validate ## The whole test suite (lint, types, template, unit, integration)
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP) ## Unit tests only (no network)
@@ -41,8 +41,34 @@ fmt: $(STAMP) ## Format and fix what ruff can
 typecheck: $(STAMP) ## mypy --strict on the Lambda code
 	$(BIN)/mypy
 
+validate: $(STAMP) ## Check template.yaml offline: cfn-lint, SAM translation, IAM per handler, a stack in moto
+	$(BIN)/python -m infra.validate
+
+build: ## sam build: the deployable artifacts in .aws-sam/build (needs the SAM CLI)
+	@command -v sam >/dev/null || { echo "make build needs the AWS SAM CLI: pipx install aws-sam-cli (see README, Deploy to AWS)" >&2; exit 1; }
+	sam build
+
+deploy: build ## sam deploy (--guided the first time, then samconfig.toml): your AWS account
+	sam deploy $(if $(wildcard samconfig.toml),,--guided)
+
+test-deployed: $(STAMP) ## End-to-end tests against a deployed stack: make test-deployed STACK=<stack name>
+	@test -n "$(STACK)" || { echo "usage: make test-deployed STACK=<stack name>" >&2; exit 2; }
+	IIIS_STACK_NAME=$(STACK) $(BIN)/python -m pytest --noconftest -m deployed tests/deployed
+
+node-deps: tests/e2e/node/node_modules/.package-lock.json examples/todo/node_modules/.package-lock.json ## npm ci for the e2e tests and the example (the published clients)
+
+%/node_modules/.package-lock.json: %/package-lock.json
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
+
+EXAMPLE_PORT ?= 8080
+example: $(STAMP) examples/todo/node_modules/.package-lock.json ## The example to-do page on :8080 and the local service with its app (Ctrl-C stops both)
+	@echo "The example page: http://127.0.0.1:$(EXAMPLE_PORT)/?user=alice  (it connects to ws://127.0.0.1:3112/)"
+	$(BIN)/python -m http.server $(EXAMPLE_PORT) --bind 127.0.0.1 --directory examples/todo >/dev/null 2>&1 & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT; \
+	$(BIN)/iii-stream local --app examples/todo/app.py
+
 bench: $(STAMP) ## Benchmarks (speed, AWS request counts); prints a report
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .aws-sam *.egg-info

@@ -66,6 +66,9 @@ def translate(template_path: Path, parameters: dict[str, str] | None = None) -> 
             _s3_code_uri(resource.setdefault("Properties", {}))
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = previous or REGION
+    sam_log = logging.getLogger("samtranslator")
+    level = sam_log.level
+    sam_log.setLevel(logging.ERROR)  # "There are unpublished metrics": the translator's own bookkeeping
     try:
         translated: dict[str, Any] = transform(sam, parameters or {}, _StubManagedPolicyLoader())
     except InvalidDocumentException as exc:
@@ -73,6 +76,7 @@ def translate(template_path: Path, parameters: dict[str, str] | None = None) -> 
     except Exception as exc:  # the translator raises plain errors on some malformed input
         raise TranslationError([f"{type(exc).__name__}: {exc}"]) from exc
     finally:
+        sam_log.setLevel(level)
         if previous is None:
             os.environ.pop("AWS_DEFAULT_REGION", None)
     return translated
@@ -126,7 +130,7 @@ def create_in_moto(translated: dict[str, Any], code: bytes, parameters: dict[str
     import boto3
     from moto import mock_aws
 
-    moto_log = logging.getLogger("moto.cloudformation.parsing")
+    moto_log = logging.getLogger("moto")
     level = moto_log.level
     moto_log.setLevel(logging.ERROR)  # "No Moto CloudFormation support for AWS::ApiGatewayV2::*", expected
     try:
