@@ -14,12 +14,9 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from iii_stream.adapters.dynamodb_common import is_condition_failure, mapped_errors, s
 from iii_stream.core.errors import StoreError
 from iii_stream.core.frames import dumps
 from iii_stream.core.ports import Connection, Subscription
@@ -33,23 +30,8 @@ SWEEP_BUCKETS: Final = 8
 FIRST_CHECK_MS: Final = 10 * 60 * 1000  # API Gateway's idle timeout
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise StoreError(f"{error.get('Code', 'ClientError')}: {error.get('Message', '')}") from exc
-    except BotoCoreError as exc:
-        raise StoreError(str(exc)) from exc
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
 def _connection_key(connection_id: str) -> dict[str, Any]:
-    return {"pk": _s("C" + connection_id), "sk": _s(_CONNECTION_SORT)}
+    return {"pk": s("C" + connection_id), "sk": s(_CONNECTION_SORT)}
 
 
 def _group_partition(stream_name: str, group_id: str) -> str:
@@ -57,7 +39,7 @@ def _group_partition(stream_name: str, group_id: str) -> str:
 
 
 def _subscription_key(connection_id: str, subscription_id: str, stream_name: str, group_id: str) -> dict[str, Any]:
-    return {"pk": _s(_group_partition(stream_name, group_id)), "sk": _s(f"{connection_id}#{subscription_id}")}
+    return {"pk": s(_group_partition(stream_name, group_id)), "sk": s(f"{connection_id}#{subscription_id}")}
 
 
 def _subscription_from_row(raw: dict[str, Any]) -> Subscription:
@@ -79,16 +61,16 @@ class DynamoConnectionStore:
             "connected_at": {"N": str(connection.connected_at)},
             "subs": {"M": {}},
             "expires_at": {"N": str(connection.connected_at // 1000 + RECORD_TTL_SECONDS)},
-            "sweep_bucket": _s(_bucket(connection.connection_id)),
+            "sweep_bucket": s(_bucket(connection.connection_id)),
             "due_at": {"N": str(connection.connected_at + FIRST_CHECK_MS)},
         }
         if connection.context is not None:
-            item["context"] = _s(dumps(connection.context))
-        with _mapped_errors():
+            item["context"] = s(dumps(connection.context))
+        with mapped_errors():
             self._client.put_item(TableName=self._table, Item=item)
 
     def get_connection(self, connection_id: str) -> Connection | None:
-        with _mapped_errors():
+        with mapped_errors():
             raw = self._client.get_item(
                 TableName=self._table, Key=_connection_key(connection_id), ConsistentRead=True
             ).get("Item")
@@ -100,18 +82,18 @@ class DynamoConnectionStore:
     def add_subscription(self, subscription: Subscription) -> bool:
         entry = dumps([subscription.stream_name, subscription.group_id, subscription.item_id])
         try:
-            with _mapped_errors():
+            with mapped_errors():
                 response = self._client.update_item(
                     TableName=self._table,
                     Key=_connection_key(subscription.connection_id),
                     UpdateExpression="SET subs.#sid = :entry",
                     ConditionExpression="attribute_exists(pk)",
                     ExpressionAttributeNames={"#sid": subscription.subscription_id},
-                    ExpressionAttributeValues={":entry": _s(entry)},
+                    ExpressionAttributeValues={":entry": s(entry)},
                     ReturnValues="UPDATED_OLD",
                 )
         except StoreError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         replaced = response.get("Attributes", {}).get("subs", {}).get("M", {}).get(subscription.subscription_id)
@@ -125,10 +107,10 @@ class DynamoConnectionStore:
             "expires_at": {"N": str(_expiry_from_now())},
         }
         if subscription.item_id is not None:
-            row["item_id"] = _s(subscription.item_id)
+            row["item_id"] = s(subscription.item_id)
         if subscription.context is not None:
-            row["context"] = _s(dumps(subscription.context))
-        with _mapped_errors():
+            row["context"] = s(dumps(subscription.context))
+        with mapped_errors():
             self._client.put_item(TableName=self._table, Item=row)
         if replaced is not None:
             stream_name, group_id, _ = json.loads(replaced["S"])
@@ -138,7 +120,7 @@ class DynamoConnectionStore:
 
     def remove_subscription(self, connection_id: str, subscription_id: str) -> Subscription | None:
         try:
-            with _mapped_errors():
+            with mapped_errors():
                 response = self._client.update_item(
                     TableName=self._table,
                     Key=_connection_key(connection_id),
@@ -148,7 +130,7 @@ class DynamoConnectionStore:
                     ReturnValues="UPDATED_OLD",
                 )
         except StoreError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return None
             raise
         entry = response.get("Attributes", {}).get("subs", {}).get("M", {}).get(subscription_id)
@@ -158,7 +140,7 @@ class DynamoConnectionStore:
         return self._delete_row(connection_id, subscription_id, stream_name, group_id)
 
     def remove_connection(self, connection_id: str, known: list[Subscription] | None = None) -> list[Subscription]:
-        with _mapped_errors():
+        with mapped_errors():
             response = self._client.delete_item(
                 TableName=self._table, Key=_connection_key(connection_id), ReturnValues="ALL_OLD"
             )
@@ -178,11 +160,11 @@ class DynamoConnectionStore:
             "KeyConditionExpression": "pk = :pk",
             "ConsistentRead": True,
             "ProjectionExpression": "sk, item_id",
-            "ExpressionAttributeValues": {":pk": _s(_group_partition(stream_name, group_id))},
+            "ExpressionAttributeValues": {":pk": s(_group_partition(stream_name, group_id))},
         }
         found: list[Subscription] = []
         while True:
-            with _mapped_errors():
+            with mapped_errors():
                 page = self._client.query(**request)
             for raw in page.get("Items", []):
                 connection_id, _, subscription_id = raw["sk"]["S"].partition("#")
@@ -195,20 +177,20 @@ class DynamoConnectionStore:
     def due_connections(self, now_ms: int, limit: int) -> list[str]:
         found: list[str] = []
         for bucket in range(SWEEP_BUCKETS):
-            with _mapped_errors():
+            with mapped_errors():
                 page = self._client.query(
                     TableName=self._table,
                     IndexName=DUE_INDEX,
                     Limit=limit,
                     KeyConditionExpression="sweep_bucket = :b AND due_at <= :now",
-                    ExpressionAttributeValues={":b": _s(f"b{bucket}"), ":now": {"N": str(now_ms)}},
+                    ExpressionAttributeValues={":b": s(f"b{bucket}"), ":now": {"N": str(now_ms)}},
                 )
             found.extend(raw["pk"]["S"][1:] for raw in page.get("Items", []))
         return found
 
     def postpone(self, connection_id: str, due_at_ms: int) -> None:
         try:
-            with _mapped_errors():
+            with mapped_errors():
                 self._client.update_item(
                     TableName=self._table,
                     Key=_connection_key(connection_id),
@@ -217,13 +199,13 @@ class DynamoConnectionStore:
                     ExpressionAttributeValues={":due": {"N": str(due_at_ms)}},
                 )
         except StoreError as exc:
-            if not _is_condition_failure(exc):
+            if not is_condition_failure(exc):
                 raise
 
     def _delete_row(
         self, connection_id: str, subscription_id: str, stream_name: str, group_id: str
     ) -> Subscription | None:
-        with _mapped_errors():
+        with mapped_errors():
             response = self._client.delete_item(
                 TableName=self._table,
                 Key=_subscription_key(connection_id, subscription_id, stream_name, group_id),
@@ -231,13 +213,6 @@ class DynamoConnectionStore:
             )
         raw = response.get("Attributes")
         return _subscription_from_row(raw) if raw else None
-
-
-def _is_condition_failure(exc: StoreError) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == (
-        "ConditionalCheckFailedException"
-    )
 
 
 def _bucket(connection_id: str) -> str:

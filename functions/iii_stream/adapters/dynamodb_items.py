@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from iii_stream.adapters import item_keys as keys
+from iii_stream.adapters.dynamodb_common import is_condition_failure, mapped_errors, n, s
 from iii_stream.core.errors import ConflictError, StoreError
 from iii_stream.core.ports import ItemAddress, StoredItem, StreamEvent
 
@@ -25,7 +25,6 @@ else:
     DynamoDBClient = Any
 
 BY_STREAM_INDEX: Final = "by_stream"
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _PUT_ATTEMPTS: Final = 8
 # A deleted item leaves a tombstone this long, so a re-created item's timestamps continue after the delete.
 TOMBSTONE_TTL_SECONDS: Final = 3600
@@ -38,26 +37,6 @@ class _NewerWrite(Exception):
     def __init__(self, current: StoredItem | None) -> None:
         super().__init__("a newer write holds this item")
         self.current = current
-
-
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    """Translate botocore failures into StoreError at this one boundary."""
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise StoreError(f"{error.get('Code', 'ClientError')}: {error.get('Message', '')}") from exc
-    except BotoCoreError as exc:
-        raise StoreError(str(exc)) from exc
-
-
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
 
 
 def _to_item(raw: dict[str, Any] | None) -> StoredItem | None:
@@ -77,7 +56,7 @@ def _to_item(raw: dict[str, Any] | None) -> StoredItem | None:
 def _live_filter(now_ms: int) -> dict[str, Any]:
     return {
         "FilterExpression": "attribute_not_exists(expires_at) OR expires_at > :now_s",
-        "ExpressionAttributeValues": {":now_s": _n(now_ms // 1000)},
+        "ExpressionAttributeValues": {":now_s": n(now_ms // 1000)},
     }
 
 
@@ -86,7 +65,7 @@ def _live_item_filter(now_ms: int) -> dict[str, Any]:
     return {
         "FilterExpression": "attribute_exists(#data) AND (attribute_not_exists(expires_at) OR expires_at > :now_s)",
         "ExpressionAttributeNames": {"#data": "data"},
-        "ExpressionAttributeValues": {":now_s": _n(now_ms // 1000)},
+        "ExpressionAttributeValues": {":now_s": n(now_ms // 1000)},
     }
 
 
@@ -99,22 +78,22 @@ class DynamoItemStore:
 
     def _key(self, address: ItemAddress) -> dict[str, Any]:
         return {
-            "pk": _s(keys.item_partition(address.stream_name, address.group_id)),
-            "sk": _s(keys.item_sort(address.item_id)),
+            "pk": s(keys.item_partition(address.stream_name, address.group_id)),
+            "sk": s(keys.item_sort(address.item_id)),
         }
 
     def _item_attributes(self, address: ItemAddress, item: StoredItem) -> dict[str, Any]:
         attributes = {
             **self._key(address),
-            "kind": _s("item"),
-            "stream_key": _s(keys.stream_index_key(address.stream_name)),
-            "group_key": _s(keys.group_index_key(address.group_id)),
-            "data": _s(item.data),
-            "version": _n(item.version),
-            "ts": _n(item.ts),
+            "kind": s("item"),
+            "stream_key": s(keys.stream_index_key(address.stream_name)),
+            "group_key": s(keys.group_index_key(address.group_id)),
+            "data": s(item.data),
+            "version": n(item.version),
+            "ts": n(item.ts),
         }
         if item.expires_at is not None:
-            attributes["expires_at"] = _n(item.expires_at)
+            attributes["expires_at"] = n(item.expires_at)
         return attributes
 
     def put(
@@ -123,7 +102,7 @@ class DynamoItemStore:
         ts, guard = now_ms, None
         for _ in range(_PUT_ATTEMPTS):
             try:
-                with _mapped_errors():
+                with mapped_errors():
                     return self._put_once(address, data, ts, expires_at, guard)
             except _NewerWrite as newer:
                 # The stored ts is not older than our clock: go one ms past it, guarded on its version.
@@ -135,13 +114,13 @@ class DynamoItemStore:
         self, address: ItemAddress, data: str, ts: int, expires_at: int | None, guard: int | None
     ) -> tuple[StoredItem | None, StoredItem]:
         values: dict[str, Any] = {
-            ":data": _s(data),
-            ":ts": _n(ts),
-            ":one": _n(1),
-            ":zero": _n(0),
-            ":kind": _s("item"),
-            ":sk": _s(keys.stream_index_key(address.stream_name)),
-            ":gk": _s(keys.group_index_key(address.group_id)),
+            ":data": s(data),
+            ":ts": n(ts),
+            ":one": n(1),
+            ":zero": n(0),
+            ":kind": s("item"),
+            ":sk": s(keys.stream_index_key(address.stream_name)),
+            ":gk": s(keys.group_index_key(address.group_id)),
         }
         expression = (
             "SET #data = :data, #ts = :ts, #version = if_not_exists(#version, :zero) + :one, "
@@ -151,12 +130,12 @@ class DynamoItemStore:
             expression += " REMOVE expires_at"
         else:
             expression += ", expires_at = :exp"
-            values[":exp"] = _n(expires_at)
+            values[":exp"] = n(expires_at)
         if guard is None:
             condition = "attribute_not_exists(#ts) OR #ts < :ts"
         else:
             condition = "#version = :guard"
-            values[":guard"] = _n(guard)
+            values[":guard"] = n(guard)
         try:
             response = self._client.update_item(
                 TableName=self._table,
@@ -169,7 +148,7 @@ class DynamoItemStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
+            if not is_condition_failure(exc):
                 raise
             raise _NewerWrite(_to_item(exc.response.get("Item"))) from exc
         old = _to_item(response.get("Attributes"))
@@ -177,7 +156,7 @@ class DynamoItemStore:
         return old, new
 
     def get(self, address: ItemAddress) -> StoredItem | None:
-        with _mapped_errors():
+        with mapped_errors():
             response = self._client.get_item(TableName=self._table, Key=self._key(address), ConsistentRead=True)
         return _to_item(response.get("Item"))
 
@@ -186,7 +165,7 @@ class DynamoItemStore:
         ts, guard = now_ms, None
         for _ in range(_PUT_ATTEMPTS):
             try:
-                with _mapped_errors():
+                with mapped_errors():
                     return self._tombstone(address, ts, guard)
             except _NewerWrite as newer:
                 current = newer.current
@@ -196,10 +175,10 @@ class DynamoItemStore:
         raise StoreError("the item kept changing while it was being deleted")
 
     def _tombstone(self, address: ItemAddress, ts: int, guard: int | None) -> StoredItem | None:
-        values: dict[str, Any] = {":ts": _n(ts), ":one": _n(1), ":exp": _n(ts // 1000 + TOMBSTONE_TTL_SECONDS)}
+        values: dict[str, Any] = {":ts": n(ts), ":one": n(1), ":exp": n(ts // 1000 + TOMBSTONE_TTL_SECONDS)}
         condition = "attribute_exists(#data) AND " + ("#ts < :ts" if guard is None else "#version = :guard")
         if guard is not None:
-            values[":guard"] = _n(guard)
+            values[":guard"] = n(guard)
         try:
             response = self._client.update_item(
                 TableName=self._table,
@@ -213,7 +192,7 @@ class DynamoItemStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
+            if not is_condition_failure(exc):
                 raise
             raise _NewerWrite(_to_item(exc.response.get("Item"))) from exc
         return _to_item(response.get("Attributes"))
@@ -225,14 +204,14 @@ class DynamoItemStore:
             guard = {
                 "ConditionExpression": "#version = :expected",
                 "ExpressionAttributeNames": {"#version": "version"},
-                "ExpressionAttributeValues": {":expected": _n(expected_version)},
+                "ExpressionAttributeValues": {":expected": n(expected_version)},
             }
         try:
-            with _mapped_errors():
+            with mapped_errors():
                 self._client.put_item(TableName=self._table, Item=self._item_attributes(address, item), **guard)
         except StoreError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+            if is_condition_failure(exc):
                 raise ConflictError("the item changed since it was read") from cause
             raise
 
@@ -243,7 +222,7 @@ class DynamoItemStore:
             "ConsistentRead": True,
             **_live_item_filter(now_ms),
         }
-        request["ExpressionAttributeValues"][":pk"] = _s(keys.item_partition(stream_name, group_id))
+        request["ExpressionAttributeValues"][":pk"] = s(keys.item_partition(stream_name, group_id))
         for page in self._pages(self._client.query, request):
             for raw in page.get("Items", []):
                 item = _to_item(raw)
@@ -279,12 +258,12 @@ class DynamoItemStore:
             "KeyConditionExpression": "stream_key = :s" + (" AND group_key > :after" if after is not None else ""),
             **_live_filter(now_ms),
         }
-        request["ExpressionAttributeValues"][":s"] = _s(stream_key)
+        request["ExpressionAttributeValues"][":s"] = s(stream_key)
         if after is not None:
-            request["ExpressionAttributeValues"][":after"] = _s(after)
+            request["ExpressionAttributeValues"][":after"] = s(after)
         if start is not None:
             request["ExclusiveStartKey"] = start
-        with _mapped_errors():
+        with mapped_errors():
             page: dict[str, Any] = self._client.query(**request)
         return page
 
@@ -303,22 +282,22 @@ class DynamoItemStore:
 
     def append_event(self, event: StreamEvent) -> None:
         item: dict[str, Any] = {
-            "pk": _s(keys.event_partition(event.stream_name, event.group_id)),
-            "sk": _s(f"{event.ts:013d}#{uuid.uuid4().hex}"),
-            "kind": _s("event"),
-            "event_type": _s(event.event_type),
-            "data": _s(event.data),
-            "ts": _n(event.ts),
-            "expires_at": _n(event.expires_at),
+            "pk": s(keys.event_partition(event.stream_name, event.group_id)),
+            "sk": s(f"{event.ts:013d}#{uuid.uuid4().hex}"),
+            "kind": s("event"),
+            "event_type": s(event.event_type),
+            "data": s(event.data),
+            "ts": n(event.ts),
+            "expires_at": n(event.expires_at),
         }
         if event.event_id is not None:
-            item["event_id"] = _s(event.event_id)
-        with _mapped_errors():
+            item["event_id"] = s(event.event_id)
+        with mapped_errors():
             self._client.put_item(TableName=self._table, Item=item)
 
     def _pages(self, operation: Any, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         while True:
-            with _mapped_errors():
+            with mapped_errors():
                 page = operation(**request)
             yield page
             if "LastEvaluatedKey" not in page:

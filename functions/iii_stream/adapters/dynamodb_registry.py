@@ -9,31 +9,13 @@ Functions and triggers are few: each kind is one partition, read whole by one Qu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from iii_stream.adapters.dynamodb_common import is_condition_failure, mapped_errors, s
 from iii_stream.core.errors import StoreError
 from iii_stream.core.registry import FunctionRecord, TriggerRecord
 
 CLAIM_TTL_SECONDS: Final = 24 * 3600
-
-
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise StoreError(f"{error.get('Code', 'ClientError')}: {error.get('Message', '')}") from exc
-    except BotoCoreError as exc:
-        raise StoreError(str(exc)) from exc
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
 
 
 class DynamoRegistryStore:
@@ -43,12 +25,12 @@ class DynamoRegistryStore:
 
     def put_function(self, record: FunctionRecord) -> None:
         item = {
-            "pk": _s("F"),
-            "sk": _s(record.function_id),
-            "target": _s(record.target),
-            "description": _s(record.description),
+            "pk": s("F"),
+            "sk": s(record.function_id),
+            "target": s(record.target),
+            "description": s(record.description),
         }
-        with _mapped_errors():
+        with mapped_errors():
             self._client.put_item(TableName=self._table, Item=item)
 
     def delete_function(self, function_id: str) -> bool:
@@ -65,8 +47,8 @@ class DynamoRegistryStore:
         ]
 
     def put_trigger(self, record: TriggerRecord) -> None:
-        item = {"pk": _s("T"), "sk": _s(record.trigger_id), "record": _s(record.to_json())}
-        with _mapped_errors():
+        item = {"pk": s("T"), "sk": s(record.trigger_id), "record": s(record.to_json())}
+        with mapped_errors():
             self._client.put_item(TableName=self._table, Item=item)
 
     def delete_trigger(self, trigger_id: str) -> bool:
@@ -77,9 +59,9 @@ class DynamoRegistryStore:
         return sorted(records, key=lambda record: (record.created_at, record.trigger_id))
 
     def _delete(self, pk: str, sk: str) -> bool:
-        with _mapped_errors():
+        with mapped_errors():
             response = self._client.delete_item(
-                TableName=self._table, Key={"pk": _s(pk), "sk": _s(sk)}, ReturnValues="ALL_OLD"
+                TableName=self._table, Key={"pk": s(pk), "sk": s(sk)}, ReturnValues="ALL_OLD"
             )
         return bool(response.get("Attributes"))
 
@@ -87,12 +69,12 @@ class DynamoRegistryStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": _s(pk)},
+            "ExpressionAttributeValues": {":pk": s(pk)},
             "ConsistentRead": True,
         }
         found: list[dict[str, Any]] = []
         while True:
-            with _mapped_errors():
+            with mapped_errors():
                 page = self._client.query(**request)
             found.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
@@ -108,43 +90,40 @@ class DynamoDispatchLedger:
         self._table = table_name
 
     def _key(self, change_id: str, trigger_id: str) -> dict[str, Any]:
-        return {"pk": _s("D" + change_id), "sk": _s(trigger_id)}
+        return {"pk": s("D" + change_id), "sk": s(trigger_id)}
 
     def claim(self, change_id: str, trigger_id: str) -> bool:
         # A claim left "claimed" belongs to an attempt that died before invoking (a shard's batches run
         # one at a time, so it is not still running): take it again rather than lose the handler call.
         try:
-            with _mapped_errors():
+            with mapped_errors():
                 self._client.put_item(
                     TableName=self._table,
                     Item={
                         **self._key(change_id, trigger_id),
-                        "status": _s("claimed"),
+                        "status": s("claimed"),
                         "expires_at": {"N": str(int(time.time()) + CLAIM_TTL_SECONDS)},
                     },
                     ConditionExpression="attribute_not_exists(pk) OR #status = :claimed",
                     ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":claimed": _s("claimed")},
+                    ExpressionAttributeValues={":claimed": s("claimed")},
                 )
         except StoreError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response["Error"].get("Code") == (
-                "ConditionalCheckFailedException"
-            ):
+            if is_condition_failure(exc):
                 return False
             raise
         return True
 
     def complete(self, change_id: str, trigger_id: str) -> None:
-        with _mapped_errors():
+        with mapped_errors():
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(change_id, trigger_id),
                 UpdateExpression="SET #status = :done",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":done": _s("done")},
+                ExpressionAttributeValues={":done": s("done")},
             )
 
     def release(self, change_id: str, trigger_id: str) -> None:
-        with _mapped_errors():
+        with mapped_errors():
             self._client.delete_item(TableName=self._table, Key=self._key(change_id, trigger_id))
