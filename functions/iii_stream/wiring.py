@@ -1,32 +1,37 @@
-"""The one place that builds clients, adapters and services; lazily, cached per container."""
+"""The one place that builds clients, adapters and services; lazily, cached per container.
+
+Each getter imports what it builds when first called, so an entry point pays at cold start only for
+the modules it uses (the stream functions never load the realtime or trigger code).
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.config import Config
 
-from iii_stream.adapters.connections_api import ConnectionsApiPoster
-from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
-from iii_stream.adapters.dynamodb_items import DynamoItemStore
-from iii_stream.adapters.dynamodb_registry import DynamoDispatchLedger, DynamoRegistryStore
-from iii_stream.adapters.lambda_invoker import LambdaInvoker
 from iii_stream.config import CONNECTIONS_ENDPOINT, CONNECTIONS_TABLE, TRIGGERS_TABLE, Settings
-from iii_stream.core.broadcast import BroadcastService
 from iii_stream.core.clock import SystemClock
-from iii_stream.core.connect import AuthPolicy, ConnectService
-from iii_stream.core.ports import JoinGate, LeaveHook
-from iii_stream.core.registry import RegistryService
-from iii_stream.core.service import StreamService
-from iii_stream.core.subscriptions import AllowAll, NoLeaveHandlers, SubscriptionService
-from iii_stream.core.sweeper import Sweeper
-from iii_stream.core.triggers import StreamDispatcher, TriggerCache, TriggerJoinGate, TriggerLeaveHandlers
+
+if TYPE_CHECKING:
+    from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
+    from iii_stream.adapters.dynamodb_registry import DynamoRegistryStore
+    from iii_stream.core.broadcast import BroadcastService
+    from iii_stream.core.connect import ConnectService
+    from iii_stream.core.ports import JoinGate, LeaveHook
+    from iii_stream.core.registry import RegistryService
+    from iii_stream.core.service import StreamService
+    from iii_stream.core.subscriptions import SubscriptionService
+    from iii_stream.core.sweeper import Sweeper
+    from iii_stream.core.triggers import StreamDispatcher, TriggerCache
 
 
 def build_stream_service(dynamodb_client: Any, settings: Settings) -> StreamService:
     """Compose the stream functions over a DynamoDB client (moto, a local endpoint or AWS)."""
+    from iii_stream.adapters.dynamodb_items import DynamoItemStore
+    from iii_stream.core.service import StreamService
+
     store = DynamoItemStore(dynamodb_client, settings.items_table)
     return StreamService(store, SystemClock(), max_message_bytes=settings.max_message_bytes)
 
@@ -49,6 +54,8 @@ def lambda_client() -> Any:
 
 @cache
 def connections_api_client() -> Any:
+    from botocore.config import Config
+
     pool = settings().broadcast_concurrency
     config = Config(max_pool_connections=pool, retries={"mode": "standard"})
     return boto3.client("apigatewaymanagementapi", endpoint_url=settings().require(CONNECTIONS_ENDPOINT), config=config)
@@ -61,11 +68,16 @@ def stream_service() -> StreamService:
 
 @cache
 def connection_store() -> DynamoConnectionStore:
+    from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
+
     return DynamoConnectionStore(dynamodb_client(), settings().require(CONNECTIONS_TABLE))
 
 
 @cache
 def connect_service() -> ConnectService:
+    from iii_stream.adapters.lambda_invoker import LambdaInvoker
+    from iii_stream.core.connect import AuthPolicy, ConnectService
+
     policy = AuthPolicy(settings().auth_function or None, settings().auth_fail_open)
     invoker = LambdaInvoker(lambda_client()) if policy.function_ref else None
     return ConnectService(connection_store(), invoker, SystemClock(), policy)
@@ -73,32 +85,50 @@ def connect_service() -> ConnectService:
 
 @cache
 def registry_store() -> DynamoRegistryStore:
+    from iii_stream.adapters.dynamodb_registry import DynamoRegistryStore
+
     return DynamoRegistryStore(dynamodb_client(), settings().require(TRIGGERS_TABLE))
 
 
 @cache
 def registry_service() -> RegistryService:
+    from iii_stream.core.registry import RegistryService
+
     return RegistryService(registry_store(), SystemClock())
 
 
 @cache
 def trigger_cache() -> TriggerCache:
+    from iii_stream.core.triggers import TriggerCache
+
     return TriggerCache(registry_store(), ttl_seconds=settings().trigger_cache_seconds)
 
 
 @cache
 def dispatcher() -> StreamDispatcher:
+    from iii_stream.adapters.dynamodb_registry import DynamoDispatchLedger
+    from iii_stream.adapters.lambda_invoker import LambdaInvoker
+    from iii_stream.core.triggers import StreamDispatcher
+
     ledger = DynamoDispatchLedger(dynamodb_client(), settings().require(TRIGGERS_TABLE))
     return StreamDispatcher(trigger_cache(), LambdaInvoker(lambda_client()), ledger)
 
 
 def _join_gate() -> JoinGate:
+    from iii_stream.adapters.lambda_invoker import LambdaInvoker
+    from iii_stream.core.subscriptions import AllowAll
+    from iii_stream.core.triggers import TriggerJoinGate
+
     if not settings().triggers_table:
         return AllowAll()
     return TriggerJoinGate(trigger_cache(), LambdaInvoker(lambda_client()), fail_open=settings().join_fail_open)
 
 
 def _leave_hook() -> LeaveHook:
+    from iii_stream.adapters.lambda_invoker import LambdaInvoker
+    from iii_stream.core.subscriptions import NoLeaveHandlers
+    from iii_stream.core.triggers import TriggerLeaveHandlers
+
     if not settings().triggers_table:
         return NoLeaveHandlers()
     return TriggerLeaveHandlers(trigger_cache(), LambdaInvoker(lambda_client()))
@@ -106,6 +136,10 @@ def _leave_hook() -> LeaveHook:
 
 @cache
 def subscription_service() -> SubscriptionService:
+    from iii_stream.adapters.connections_api import ConnectionsApiPoster
+    from iii_stream.adapters.dynamodb_items import DynamoItemStore
+    from iii_stream.core.subscriptions import SubscriptionService
+
     items = DynamoItemStore(dynamodb_client(), settings().items_table)
     poster = ConnectionsApiPoster(connections_api_client())
     return SubscriptionService(
@@ -121,6 +155,9 @@ def subscription_service() -> SubscriptionService:
 
 @cache
 def broadcast_service() -> BroadcastService:
+    from iii_stream.adapters.connections_api import ConnectionsApiPoster
+    from iii_stream.core.broadcast import BroadcastService
+
     poster = ConnectionsApiPoster(connections_api_client())
     return BroadcastService(
         connection_store(), poster, subscription_service().disconnect, max_workers=settings().broadcast_concurrency
@@ -129,6 +166,9 @@ def broadcast_service() -> BroadcastService:
 
 @cache
 def sweeper() -> Sweeper:
+    from iii_stream.adapters.connections_api import ConnectionsApiPoster
+    from iii_stream.core.sweeper import Sweeper
+
     poster = ConnectionsApiPoster(connections_api_client())
     return Sweeper(connection_store(), poster, subscription_service(), SystemClock())
 
