@@ -158,9 +158,11 @@ class LocalService:
             )
             self.pumps.append(pump)
             embedded_dynamodb.on_write(pump.wake)
-            thread = threading.Thread(
-                target=pump.run, kwargs={"idle_poll_seconds": 0.5}, name=f"pump-{name}", daemon=True
-            )
+            # Broadcast is what a subscriber waits for; triggers run asynchronously anyway, so dispatch lets
+            # broadcast read the stream first (one process, one interpreter lock).
+            settle = 0.05 if name == "dispatch" else 0.0
+            thread = threading.Thread(target=pump.run, kwargs={"idle_poll_seconds": 0.5, "settle_seconds": settle},
+                                      name=f"pump-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 

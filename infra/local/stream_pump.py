@@ -111,13 +111,15 @@ class StreamPump:
         """Tell the pump something was written (it also polls, in case nobody says)."""
         self._wake.set()
 
-    def run(self, idle_poll_seconds: float = 0.25) -> None:
+    def run(self, idle_poll_seconds: float = 0.25, settle_seconds: float = 0.0) -> None:
+        """Drain until stopped; after a wake-up, wait ``settle_seconds`` first (to yield to a more urgent pump)."""
         while not self._stopped.is_set():
             try:
                 self.drain()
             except Exception:  # noqa: BLE001 - keep pumping; the error is logged
                 log.exception("stream pump failed")
-            self._wake.wait(idle_poll_seconds)
+            if self._wake.wait(idle_poll_seconds) and settle_seconds:
+                self._stopped.wait(settle_seconds)
             self._wake.clear()
 
     def stop(self) -> None:
