@@ -23,14 +23,6 @@ from iii_stream.core.models import (
     UpdateInput,
     parse_input,
 )
-from iii_stream.core.registry import (
-    FunctionIdInput,
-    FunctionRecord,
-    NoInput,
-    RegisterTriggerInput,
-    RegistryService,
-    TriggerIdInput,
-)
 from iii_stream.core.service import StreamService
 
 FunctionTable = Mapping[str, tuple[type[BaseModel], Callable[[Any, Any], Any]]]
@@ -46,14 +38,14 @@ STREAM_FUNCTIONS: Final[FunctionTable] = {
     "stream::send": (SendInput, StreamService.send),
 }
 
-REGISTRY_FUNCTIONS: Final[FunctionTable] = {
-    "registry::register_function": (FunctionRecord, RegistryService.register_function),
-    "registry::unregister_function": (FunctionIdInput, RegistryService.unregister_function),
-    "registry::list_functions": (NoInput, RegistryService.list_functions),
-    "registry::register_trigger": (RegisterTriggerInput, RegistryService.register_trigger),
-    "registry::unregister_trigger": (TriggerIdInput, RegistryService.unregister_trigger),
-    "registry::list_triggers": (NoInput, RegistryService.list_triggers),
-}
+
+def __getattr__(name: str) -> Any:
+    # The registry's table lives with the registry, so the stream functions' cold start never loads it.
+    if name == "REGISTRY_FUNCTIONS":
+        from iii_stream.core.registry import REGISTRY_FUNCTIONS
+
+        return REGISTRY_FUNCTIONS
+    raise AttributeError(name)
 
 
 def call(service: Any, function_id: str, payload: Any, table: FunctionTable = STREAM_FUNCTIONS) -> Any:
