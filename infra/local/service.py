@@ -68,6 +68,9 @@ class LocalService:
         self.user_functions: dict[str, str] = {}
 
     def start(self) -> None:
+        # Many threads share one interpreter lock here (moto, the endpoints, the pumps, the post pool): hand
+        # it over more often, so the gateway's event loop sends a frame soon after it is posted.
+        sys.setswitchinterval(0.0005)
         # Route lines come from the gateway; the handlers' own JSON logs only for warnings (set before import).
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         self._start_dynamodb()
