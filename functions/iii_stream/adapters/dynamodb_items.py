@@ -136,22 +136,7 @@ class DynamoItemStore:
         else:
             condition = "#version = :guard"
             values[":guard"] = n(guard)
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key=self._key(address),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ExpressionAttributeNames={"#data": "data", "#ts": "ts", "#version": "version"},
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-            raise _NewerWrite(_to_item(exc.response.get("Item"))) from exc
-        old = _to_item(response.get("Attributes"))
+        old = _to_item(self._stamped_update(address, expression, condition, values))
         new = StoredItem(data=data, version=(old.version + 1) if old else 1, ts=ts, expires_at=expires_at)
         return old, new
 
@@ -179,12 +164,18 @@ class DynamoItemStore:
         condition = "attribute_exists(#data) AND " + ("#ts < :ts" if guard is None else "#version = :guard")
         if guard is not None:
             values[":guard"] = n(guard)
+        expression = "SET #ts = :ts, #version = #version + :one, expires_at = :exp REMOVE #data, stream_key, group_key"
+        return _to_item(self._stamped_update(address, expression, condition, values))
+
+    def _stamped_update(
+        self, address: ItemAddress, expression: str, condition: str, values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """One conditional UpdateItem; the previous attributes, or _NewerWrite with what is stored."""
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(address),
-                UpdateExpression="SET #ts = :ts, #version = #version + :one, expires_at = :exp "
-                "REMOVE #data, stream_key, group_key",
+                UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
                 ExpressionAttributeNames={"#data": "data", "#ts": "ts", "#version": "version"},
@@ -195,7 +186,8 @@ class DynamoItemStore:
             if not is_condition_failure(exc):
                 raise
             raise _NewerWrite(_to_item(exc.response.get("Item"))) from exc
-        return _to_item(response.get("Attributes"))
+        attributes: dict[str, Any] | None = response.get("Attributes")
+        return attributes
 
     def replace(self, address: ItemAddress, item: StoredItem, expected_version: int | None) -> None:
         if expected_version is None:
