@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from iii_stream import wiring
@@ -12,6 +13,7 @@ from iii_stream.adapters.item_changes import change_from_record
 from iii_stream.core.errors import PostError
 
 logger = Logger(service="iii-stream")
+metrics = Metrics(service="iii-stream")
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
@@ -29,14 +31,23 @@ def record_handler(record: DynamoDBRecord) -> None:
         return
     try:
         delivery = wiring.broadcast_service().deliver(change)
+    except PostError:
+        _InOrder.failed = True
+        metrics.add_metric(name="ChangesNotDelivered", unit=MetricUnit.Count, value=1)
+        raise
     except Exception:
         _InOrder.failed = True
         raise
+    metrics.add_metric(name="FramesPosted", unit=MetricUnit.Count, value=delivery.sent)
+    if delivery.gone:
+        metrics.add_metric(name="ConnectionsGone", unit=MetricUnit.Count, value=len(delivery.gone))
     logger.debug("delivered", extra={"stream": change.stream_name, "group": change.group_id, "sent": delivery.sent})
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _InOrder.failed = False
     wiring.broadcast_service().new_batch()
+    metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(event.get("Records") or []))
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

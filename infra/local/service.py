@@ -110,6 +110,8 @@ class LocalService:
             "AUTH_FAIL_OPEN": str(self.config.auth_fail_open).lower(),
             "JOIN_FAIL_OPEN": str(self.config.join_fail_open).lower(),
             "TRIGGER_CACHE_SECONDS": "1",
+            "POWERTOOLS_METRICS_NAMESPACE": "iii-stream-local",
+            "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; locally they would be noise
         }
         if app is not None and app.auth_function_id:
             env["AUTH_FUNCTION"] = _target(app.auth_function_id)
@@ -164,8 +166,12 @@ class LocalService:
             # Broadcast is what a subscriber waits for; triggers run asynchronously anyway, so dispatch lets
             # broadcast read the stream first (one process, one interpreter lock).
             settle = 0.05 if name == "dispatch" else 0.0
-            thread = threading.Thread(target=pump.run, kwargs={"idle_poll_seconds": 0.5, "settle_seconds": settle},
-                                      name=f"pump-{name}", daemon=True)
+            thread = threading.Thread(
+                target=pump.run,
+                kwargs={"idle_poll_seconds": 0.5, "settle_seconds": settle},
+                name=f"pump-{name}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 
