@@ -134,6 +134,21 @@ class TestJoinAndSync:
             ("missing", {"type": "sync", "data": None}),
         ]
 
+    def test_an_item_deleted_while_away_resyncs_as_null_after_its_last_frame(self, rt: Realtime) -> None:
+        # GIVEN a client that saw an item (its item subscription's last timestamp is the item's)
+        rt.call("stream::set", stream_name="s", group_id="g", item_id="i", data={"id": "i"})
+        first, _ = rt.connect()
+        rt.join(first, "s", "g", "i")
+        seen = rt.frames(first)[0]["timestamp"]
+        # WHEN the item is deleted while the client is away, and it re-joins
+        rt.call("stream::delete", stream_name="s", group_id="g", item_id="i")
+        again, _ = rt.connect()
+        rt.join(again, "s", "g", "i")
+        # THEN the sync is null and stamped after what the client saw, so the client applies it
+        [sync] = rt.frames(again)
+        assert sync["event"] == {"type": "sync", "data": None}
+        assert sync["timestamp"] > seen
+
     @pytest.mark.parametrize(
         "body",
         [

@@ -137,16 +137,21 @@ class SubscriptionService:
         if subscription.item_id is not None:
             address = ItemAddress(subscription.stream_name, subscription.group_id, subscription.item_id)
             item = self._items.get(address)
-            return {subscription.item_id: item} if item is not None and item.live(now) else {}
+            # Kept even when not live: a tombstone's (or an expired version's) stamp dates the item's sync.
+            return {subscription.item_id: item} if item is not None else {}
         return dict(self._items.group_items(subscription.stream_name, subscription.group_id, now))
 
     def _sync_frames(self, subscription: Subscription, snapshot: Snapshot) -> list[dict[str, Any]]:
         wrap = _wrapper_for(subscription)
         if subscription.item_id is not None:
+            now = self._clock.now_ms()
             item = snapshot.get(subscription.item_id)
-            if item is None:
-                return [wrap(subscription.item_id, max(1, self._clock.now_ms() - CLOCK_SKEW_MS), _sync(None))]
-            return [wrap(subscription.item_id, item.ts, _sync(json.loads(item.data)))]
+            if item is not None and item.live(now):
+                return [wrap(subscription.item_id, item.ts, _sync(json.loads(item.data)))]
+            # Gone: stamped at its delete (or just after its expired version), so a client that saw the item
+            # applies this null; never seen at all: a little in the past, so a create right after still lands.
+            stamp = (item.ts + (0 if item.deleted else 1)) if item is not None else max(1, now - CLOCK_SKEW_MS)
+            return [wrap(subscription.item_id, stamp, _sync(None))]
         stamp = max([self._clock.now_ms(), *(item.ts for item in snapshot.values())])
         values = [(item_id, item, json.loads(item.data)) for item_id, item in snapshot.items()]
         kept, rest = self._split_group(subscription, stamp, [value for _, _, value in values])
@@ -167,6 +172,9 @@ class SubscriptionService:
 
     def _catch_up_frames(self, subscription: Subscription, before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
         wrap = _wrapper_for(subscription)
+        now = self._clock.now_ms()
+        before = {item_id: item for item_id, item in before.items() if item.live(now)}
+        after = {item_id: item for item_id, item in after.items() if item.live(now)}
         result = []
         for item_id, item in after.items():
             old = before.get(item_id)
