@@ -6,10 +6,11 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from iii_stream.core.errors import ConflictError, ConnectionGoneError, FunctionFailedError, PostError
-from iii_stream.core.ports import Connection, ItemAddress, StoredItem, StreamEvent, Subscription
+from iii_stream.core.ports import Connection, ItemAddress, StoredItem, StreamEvent, Subscription, SyncMark
 from iii_stream.core.registry import FunctionRecord, TriggerRecord
 
 # A connection is due for its first liveness check this long after it opened (API Gateway's idle timeout).
@@ -128,6 +129,11 @@ class MemoryConnectionStore:
     def subscribers(self, stream_name: str, group_id: str) -> list[Subscription]:
         self.subscriber_queries.append((stream_name, group_id))
         return [s for s in self.subscriptions.values() if (s.stream_name, s.group_id) == (stream_name, group_id)]
+
+    def mark_synced(self, subscription: Subscription, mark: SyncMark) -> None:
+        key = (subscription.connection_id, subscription.subscription_id)
+        if key in self.subscriptions:
+            self.subscriptions[key] = replace(self.subscriptions[key], synced=mark)
 
     def of(self, connection_id: str) -> list[Subscription]:
         """The subscriptions a connection holds now."""

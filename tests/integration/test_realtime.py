@@ -210,6 +210,22 @@ class TestBroadcast:
         assert frames[6]["event"] == {"type": "delete", "data": {"id": "a", "v": 2}}
         assert set(frames[1]) == {"type", "timestamp", "streamName", "groupId", "id", "event"}
 
+    def test_a_write_the_group_sync_already_held_is_not_sent_after_it(self, rt: Realtime) -> None:
+        # GIVEN two writes of an item whose broadcast is still on its way when a client joins the group
+        rt.call("stream::set", stream_name="s", group_id="g", item_id="a", data={"id": "a", "v": 1})
+        rt.call("stream::set", stream_name="s", group_id="g", item_id="a", data={"id": "a", "v": 2})
+        connection_id, _ = rt.connect()
+        rt.join(connection_id, "s", "g")
+        # WHEN the broadcast of those writes, and of a later one, runs
+        rt.pump.drain()
+        rt.call("stream::set", stream_name="s", group_id="g", item_id="a", data={"id": "a", "v": 3})
+        rt.pump.drain()
+        # THEN the client gets its sync (v2) and then only v3: never v1 or v2 over its sync
+        frames = rt.frames(connection_id)
+        assert [f["event"]["type"] for f in frames] == ["sync", "update"]
+        assert frames[0]["event"]["data"] == [{"id": "a", "v": 2}]
+        assert frames[1]["event"]["data"] == {"id": "a", "v": 3}
+
     def test_one_frame_per_connection_even_with_a_group_and_an_item_subscription(self, rt: Realtime) -> None:
         connection_id, _ = rt.connect()
         rt.join(connection_id, "s", "g")

@@ -11,7 +11,7 @@ from iii_stream.core import frames
 from iii_stream.core.broadcast import BroadcastService
 from iii_stream.core.changes import Change
 from iii_stream.core.errors import PostError
-from iii_stream.core.ports import Connection, Subscription
+from iii_stream.core.ports import SYNC_WINDOW_MS, Connection, Subscription, SyncMark
 
 from tests.fakes import MemoryConnectionStore, RecordingPoster
 
@@ -311,3 +311,32 @@ def test_many_subscribers_each_get_one_frame(world: World) -> None:
 
     assert delivery.sent == 50
     assert sorted(world.poster.attempts) == sorted(f"c{n}" for n in range(50))
+
+
+# --- writes a group sync already held ------------------------------------------------------------------------
+
+
+def _synced(world: World, connection_id: str, read_at: int, recent: dict[str, int]) -> None:
+    subscription = world.subscribe(connection_id, "s-" + connection_id)
+    world.connections.mark_synced(subscription, SyncMark(read_at, recent))
+
+
+@pytest.mark.parametrize(
+    ("change", "posted"),
+    [
+        (_update("a", ts=TS - 5), False),  # the sync held a@TS: an older write of it is stale
+        (_update("a", ts=TS), False),  # the very write the sync held
+        (_update("a", ts=TS + 1), True),  # newer than the sync
+        (_update("b", ts=TS - 10), True),  # b was not in the sync's recent items: written after the read
+        (_update("b", ts=TS - SYNC_WINDOW_MS // 4), True),  # within the window before the read, not in the sync
+        (_update("c", ts=TS - 2 * SYNC_WINDOW_MS), False),  # long before the read: in the sync, or superseded
+        (Change("s", "g", "a", "delete", {"id": "a"}, TS - 5), True),  # deletes are never dropped
+        (Change("s", "g", "a", "event", {"x": 1}, TS - 5, event_type="t"), True),  # events are not state
+    ],
+)
+def test_a_synced_group_subscription_gets_no_write_its_sync_held(world: World, change: Change, posted: bool) -> None:
+    _synced(world, "synced", read_at=TS + SYNC_WINDOW_MS // 2, recent={"a": TS})
+    world.subscribe("fresh", "s-fresh")  # not synced yet: gets everything (its sync replaces its state)
+    world.service.deliver(change)
+    assert ("synced" in _receivers(world.poster)) is posted
+    assert "fresh" in _receivers(world.poster)

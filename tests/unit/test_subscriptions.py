@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -212,7 +212,9 @@ def test_a_rejoin_with_the_same_subscription_id_replaces_the_subscription(world:
     _join(world, "sub-1", "s", "old")
     _join(world, "sub-1", "s", "new")
 
-    assert world.connections.of(CONN) == [Subscription(CONN, "sub-1", "s", "new", None, {"user": "u1"})]
+    [held] = world.connections.of(CONN)
+    assert replace(held, synced=None) == Subscription(CONN, "sub-1", "s", "new", None, {"user": "u1"})
+    assert held.synced is not None and held.synced.read_at == world.clock.now_ms()
     assert world.connections.subscribers("s", "old") == []
     assert [f["groupId"] for f in world.frames()] == ["old", "new"]
     assert world.leaves.left_subscriptions == []

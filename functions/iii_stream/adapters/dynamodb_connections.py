@@ -19,7 +19,7 @@ from typing import Any, Final
 from iii_stream.adapters.dynamodb_common import is_condition_failure, mapped_errors, s
 from iii_stream.core.errors import StoreError
 from iii_stream.core.frames import dumps
-from iii_stream.core.ports import Connection, Subscription
+from iii_stream.core.ports import Connection, Subscription, SyncMark
 
 # API Gateway closes every connection after 2 hours; records outlive it by a day, then DynamoDB TTL sweeps them.
 RECORD_TTL_SECONDS: Final = 2 * 3600 + 24 * 3600
@@ -159,7 +159,7 @@ class DynamoConnectionStore:
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ConsistentRead": True,
-            "ProjectionExpression": "sk, item_id",
+            "ProjectionExpression": "sk, item_id, synced",
             "ExpressionAttributeValues": {":pk": s(_group_partition(stream_name, group_id))},
         }
         found: list[Subscription] = []
@@ -169,10 +169,28 @@ class DynamoConnectionStore:
             for raw in page.get("Items", []):
                 connection_id, _, subscription_id = raw["sk"]["S"].partition("#")
                 item_id = raw["item_id"]["S"] if "item_id" in raw else None
-                found.append(Subscription(connection_id, subscription_id, stream_name, group_id, item_id))
+                synced = _sync_mark(raw["synced"]["S"]) if "synced" in raw else None
+                found.append(Subscription(connection_id, subscription_id, stream_name, group_id, item_id, None, synced))
             if "LastEvaluatedKey" not in page:
                 return found
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def mark_synced(self, subscription: Subscription, mark: SyncMark) -> None:
+        key = _subscription_key(
+            subscription.connection_id, subscription.subscription_id, subscription.stream_name, subscription.group_id
+        )
+        try:
+            with mapped_errors():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="SET synced = :mark",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":mark": s(dumps({"read_at": mark.read_at, "recent": mark.recent}))},
+                )
+        except StoreError as exc:
+            if not is_condition_failure(exc):  # already removed (a racing leave): nothing to mark
+                raise
 
     def due_connections(self, now_ms: int, limit: int) -> list[str]:
         found: list[str] = []
@@ -213,6 +231,11 @@ class DynamoConnectionStore:
             )
         raw = response.get("Attributes")
         return _subscription_from_row(raw) if raw else None
+
+
+def _sync_mark(text: str) -> SyncMark:
+    raw = json.loads(text)
+    return SyncMark(int(raw["read_at"]), {str(k): int(v) for k, v in raw["recent"].items()})
 
 
 def _bucket(connection_id: str) -> str:

@@ -92,4 +92,12 @@ def _connections_for(change: Change, subscribers: list[Subscription]) -> dict[st
     by_connection: dict[str, list[Subscription]] = defaultdict(list)
     for subscription in subscribers:
         by_connection[subscription.connection_id].append(subscription)
-    return {cid: subs for cid, subs in by_connection.items() if any(s.matches(change.item_id) for s in subs)}
+    return {cid: subs for cid, subs in by_connection.items() if any(_wants(s, change) for s in subs)}
+
+
+def _wants(subscription: Subscription, change: Change) -> bool:
+    """A matching subscription wants the change unless its sync already held this write of the item."""
+    if not subscription.matches(change.item_id):
+        return False
+    stale = change.kind in ("create", "update") and subscription.synced is not None
+    return not (stale and subscription.synced.holds(change.item_id, change.timestamp))  # type: ignore[union-attr]

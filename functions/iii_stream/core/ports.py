@@ -109,10 +109,31 @@ class Subscription:
     group_id: str
     item_id: str | None = None
     context: Any = None
+    synced: SyncMark | None = None  # what a group subscription's sync already held (None: not synced yet)
 
     def matches(self, item_id: str | None) -> bool:
         """Does a change of ``item_id`` (None: a send without id) reach this subscription?"""
         return self.item_id is None or (item_id is not None and self.item_id == item_id)
+
+
+# Changes older than this before a group's sync are in it, or superseded by what is (clock skew between
+# writers is far below it); younger ones are told apart by the snapshot's own item stamps.
+SYNC_WINDOW_MS = 60_000
+
+
+@dataclass(frozen=True)
+class SyncMark:
+    """When a group subscription's snapshot was read, and the stamps of its recently changed items."""
+
+    read_at: int
+    recent: dict[str, int]
+
+    def holds(self, item_id: str | None, timestamp: int) -> bool:
+        """Did the sync already carry this write (or a newer one) of the item?"""
+        if timestamp < self.read_at - SYNC_WINDOW_MS:
+            return True
+        stamp = self.recent.get(item_id or "")
+        return stamp is not None and timestamp <= stamp
 
 
 class ConnectionStore(Protocol):
@@ -140,6 +161,10 @@ class ConnectionStore(Protocol):
 
     def subscribers(self, stream_name: str, group_id: str) -> list[Subscription]:
         """Every subscription to a group, its item subscriptions included."""
+        ...
+
+    def mark_synced(self, subscription: Subscription, mark: SyncMark) -> None:
+        """Record what a group subscription's sync holds, so broadcast sends it no older write."""
         ...
 
     def due_connections(self, now_ms: int, limit: int) -> list[str]:

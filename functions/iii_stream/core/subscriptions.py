@@ -15,6 +15,7 @@ from typing import Any, Final
 from iii_stream.core import frames
 from iii_stream.core.errors import ConnectionGoneError, PostError
 from iii_stream.core.ports import (
+    SYNC_WINDOW_MS,
     Clock,
     ConnectionStore,
     ItemAddress,
@@ -24,6 +25,7 @@ from iii_stream.core.ports import (
     Poster,
     StoredItem,
     Subscription,
+    SyncMark,
 )
 from iii_stream.core.ws_frames import BadFrameError, SubscriptionData, parse_client_frame
 
@@ -111,7 +113,13 @@ class SubscriptionService:
             return
         if not self._connections.add_subscription(subscription):
             return
+        read_at = self._clock.now_ms()
         first = self._snapshot(subscription)
+        if subscription.item_id is None:
+            # Before the sync goes out: from here on broadcast skips writes this snapshot already holds (the
+            # published group client would apply them over the sync). Item clients skip them by timestamp.
+            recent = {item_id: item.ts for item_id, item in first.items() if item.ts >= read_at - SYNC_WINDOW_MS}
+            self._connections.mark_synced(subscription, SyncMark(read_at, recent))
         for frame in self._sync_frames(subscription, first):
             self._post(subscription, frame)
         for frame in self._catch_up_frames(subscription, first, self._snapshot(subscription)):
