@@ -35,7 +35,8 @@ from moto import mock_aws
 
 from bench.fake_aws import FakeLambdaContext
 from bench.measure import RequestCounter
-from bench.report import RESULTS_DIR, machine
+from bench.report import RESULTS_DIR, machine, table_row
+from infra import botocore_answers
 from infra.handlers import load_handler
 from infra.local.stream_pump import StreamPump
 from infra.template import create_tables
@@ -110,16 +111,6 @@ def subscribe(client: Any, subscribers: int) -> int:
     return sent
 
 
-class _FakeHttp:
-    """The HTTP response botocore expects next to a parsed one when a before-call hook answers instead of AWS."""
-
-    def __init__(self, status: int) -> None:
-        self.status_code = status
-        self.headers: dict[str, str] = {}
-        self.raw = None
-        self.content = b""
-
-
 class PostSimulator:
     """API Gateway's ``@connections`` at the client boundary: every PostToConnection waits, then answers 200.
 
@@ -136,7 +127,7 @@ class PostSimulator:
         self.last_answered_ns = 0
         client.meta.events.register("before-call.apigatewaymanagementapi.PostToConnection", self._before_call)
 
-    def _before_call(self, params: dict[str, Any], **_: Any) -> tuple[_FakeHttp, dict[str, Any]]:
+    def _before_call(self, params: dict[str, Any], **_: Any) -> tuple[botocore_answers.HttpAnswer, dict[str, Any]]:
         started = time.perf_counter_ns()
         time.sleep(self._latency_s)
         answered = time.perf_counter_ns()
@@ -146,7 +137,7 @@ class PostSimulator:
             self.connections.add(target)
             self.first_started_ns = min(self.first_started_ns or started, started)
             self.last_answered_ns = max(self.last_answered_ns, answered)
-        return _FakeHttp(200), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+        return botocore_answers.success()
 
     @property
     def window_s(self) -> float:
@@ -415,12 +406,7 @@ _WIDTHS: Final = (12, 6, 11, 8, 9, 10, 8, 14, 12, 0)
 
 
 def _row(cells: tuple[str, ...]) -> str:
-    first, *rest = cells
-    return (
-        "  "
-        + first.ljust(_WIDTHS[0])
-        + "".join(cell.rjust(w) if w else "   " + cell for cell, w in zip(rest, _WIDTHS[1:], strict=True))
-    )
+    return table_row(cells, _WIDTHS)
 
 
 def _requests(run: BroadcastRun) -> str:

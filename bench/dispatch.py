@@ -21,16 +21,9 @@ from moto import mock_aws
 
 from bench.fake_aws import FakeLambdaContext
 from bench.measure import RequestCounter
+from infra import botocore_answers
 
 TABLES = {"ItemsTable": "bench-items", "TriggersTable": "bench-triggers", "ConnectionsTable": "bench-connections"}
-
-
-class _FakeHttp:
-    def __init__(self, status: int) -> None:
-        self.status_code = status
-        self.headers: dict[str, str] = {}
-        self.raw = None
-        self.content = b""
 
 
 def _answer_invokes(client: Any, calls: Counter[str]) -> None:
@@ -39,11 +32,7 @@ def _answer_invokes(client: Any, calls: Counter[str]) -> None:
         calls[f"Invoke ({invocation})"] += 1
         body = b"true"
         status = 202 if invocation == "Event" else 200
-        return _FakeHttp(status), {
-            "StatusCode": status,
-            "Payload": StreamingBody(io.BytesIO(body), len(body)),
-            "ResponseMetadata": {"HTTPStatusCode": status},
-        }
+        return botocore_answers.success(status, StatusCode=status, Payload=StreamingBody(io.BytesIO(body), len(body)))
 
     client.meta.events.register("before-call.lambda.Invoke", before_call)
 

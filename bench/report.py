@@ -44,13 +44,18 @@ def _count(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:.2f}"
 
 
-def _row(cells: tuple[str, ...]) -> str:
+def table_row(cells: tuple[str, ...], widths: tuple[int, ...]) -> str:
+    """One row of a report table: the first cell left-aligned, the rest right-aligned (width 0: free text)."""
     first, *rest = cells
     return (
         "  "
-        + first.ljust(_WIDTHS[0])
-        + "".join(cell.rjust(w) if w else "   " + cell for cell, w in zip(rest, _WIDTHS[1:], strict=True))
+        + first.ljust(widths[0])
+        + "".join(cell.rjust(w) if w else "   " + cell for cell, w in zip(rest, widths[1:], strict=True))
     )
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    return table_row(cells, _WIDTHS)
 
 
 def _operation_row(op: OperationResult) -> str:

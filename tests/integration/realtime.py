@@ -16,6 +16,7 @@ import boto3
 from botocore.config import Config
 from iii_stream import wiring
 
+from infra import botocore_answers
 from infra.handlers import load_handler
 from infra.local.apigw_events import ApiContext, connect_event, disconnect_event, message_event, new_id
 from infra.local.context import LocalLambdaContext
@@ -26,14 +27,6 @@ ITEMS = "rt-items"
 CONNECTIONS = "rt-connections"
 TRIGGERS = "rt-triggers"
 ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
-
-
-class _FakeHttp:
-    def __init__(self, status: int) -> None:
-        self.status_code = status
-        self.headers: dict[str, str] = {}
-        self.raw = None
-        self.content = b""
 
 
 class PostRecorder:
@@ -51,16 +44,10 @@ class PostRecorder:
         connection_id = unquote(params["url_path"].rsplit("/", 1)[-1])
         self.attempts[connection_id] += 1
         if connection_id in self.gone:
-            return _FakeHttp(410), {
-                "Error": {"Code": "GoneException", "Message": ""},
-                "ResponseMetadata": {"HTTPStatusCode": 410},
-            }
+            return botocore_answers.error(410, "GoneException")
         if self.throttle.get(connection_id, 0) > 0:
             self.throttle[connection_id] -= 1
-            return _FakeHttp(429), {
-                "Error": {"Code": "LimitExceededException", "Message": "slow down"},
-                "ResponseMetadata": {"HTTPStatusCode": 429},
-            }
+            return botocore_answers.error(429, "LimitExceededException", "slow down")
         self.sent[connection_id].append(params["body"])
         return None  # on to moto, which accepts it
 
@@ -70,10 +57,7 @@ class PostRecorder:
     def _before_get(self, params: dict[str, Any], **_: Any) -> Any:
         connection_id = unquote(params["url_path"].rsplit("/", 1)[-1])
         if connection_id in self.gone:
-            return _FakeHttp(410), {
-                "Error": {"Code": "GoneException", "Message": ""},
-                "ResponseMetadata": {"HTTPStatusCode": 410},
-            }
+            return botocore_answers.error(410, "GoneException")
         return None
 
 

@@ -15,6 +15,7 @@ from iii_stream.core.clock import SystemClock
 from iii_stream.core.errors import StreamError
 from iii_stream.core.service import StreamService
 
+from infra import botocore_answers
 from infra.embedded_dynamodb import EmbeddedDynamoDB
 from infra.template import create_tables
 from tests.fakes import FixedClock
@@ -90,11 +91,7 @@ class TestStoreFailures:
     @pytest.fixture
     def failing(self, dynamodb: Any) -> Iterator[None]:
         def throttle(**_: Any) -> tuple[Any, dict[str, Any]]:
-            error = {
-                "Error": {"Code": "InternalServerError", "Message": "injected fault"},
-                "ResponseMetadata": {"HTTPStatusCode": 500},
-            }
-            return _FakeHttp(500), error
+            return botocore_answers.error(500, "InternalServerError", "injected fault")
 
         dynamodb.meta.events.register_first("before-call.dynamodb.*", throttle, unique_id="inject-fault")
         yield
@@ -132,14 +129,6 @@ class TestStoreFailures:
         assert caught.value.code == code
         assert caught.value.message.startswith(prefix)
         assert "InternalServerError" in caught.value.message
-
-
-class _FakeHttp:
-    def __init__(self, status: int) -> None:
-        self.status_code = status
-        self.headers: dict[str, str] = {}
-        self.raw = None
-        self.content = b""
 
 
 def test_bad_input_writes_nothing(dynamodb: Any, service: StreamService) -> None:
