@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
 _WRITE_OPERATIONS = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _write_lock = threading.RLock()
@@ -53,12 +54,32 @@ def make_moto_writes_atomic() -> None:
     _patched = True
 
 
-def _no_nagle() -> None:
-    """Send each response at once: with Nagle's algorithm on, a response written as headers then body waits
-    for the client's delayed ACK (~40 ms) on a kept-alive connection."""
-    from moto.moto_server import threaded_moto_server
+class _DynamoDBDispatcher:
+    """Route by ``X-Amz-Target`` straight to moto's DynamoDB or DynamoDB Streams app.
 
-    threaded_moto_server.MotoRequestHandler.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+    moto's own dispatcher works out the service from the Host header first, which walks its list of
+    modules on disk for every request (about 1 ms); every request here names its service in the target.
+    Anything else (moto's own API) still goes through moto's dispatcher.
+    """
+
+    _PREFIXES = (("DynamoDBStreams_20120810.", "dynamodbstreams"), ("DynamoDB_20120810.", "dynamodb"))
+
+    def __init__(self) -> None:
+        self._fallback = DomainDispatcherApplication(create_backend_app)
+        self._apps = {service: create_backend_app(service) for _, service in self._PREFIXES}  # type: ignore[arg-type]
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        for prefix, service in self._PREFIXES:
+            if target.startswith(prefix):
+                return self._apps[service](environ, start_response)
+        return self._fallback(environ, start_response)
+
+
+class _NoNagleRequestHandler(MotoRequestHandler):
+    # Send each response at once: with Nagle's algorithm on, a response written as headers then body waits
+    # for the client's delayed ACK (~40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
 
 
 class EmbeddedDynamoDB:
@@ -66,16 +87,21 @@ class EmbeddedDynamoDB:
 
     def __init__(self, port: int = 0) -> None:
         make_moto_writes_atomic()
-        _no_nagle()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._port = port
+        self._server: BaseWSGIServer | None = None
         self.endpoint_url = ""
 
     def start(self) -> str:
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self._server = make_server(
+            "127.0.0.1", self._port, _DynamoDBDispatcher(), threaded=True, request_handler=_NoNagleRequestHandler
+        )
+        threading.Thread(target=self._server.serve_forever, name="embedded-dynamodb", daemon=True).start()
+        host, port = self._server.server_address[:2]
+        self.endpoint_url = f"http://{host!s}:{port}"
         return self.endpoint_url
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

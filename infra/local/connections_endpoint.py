@@ -3,18 +3,22 @@
 The handlers' unmodified boto3 ``apigatewaymanagementapi`` client reaches it through ``endpoint_url``
 (``CONNECTIONS_ENDPOINT=http://127.0.0.1:PORT/local``). Gone connections get 410 with
 ``x-amzn-ErrorType: GoneException`` and an empty body, as AWS answers.
+
+It is served (aiohttp) on the gateway's own event loop: a post is parsed and its frame written to the
+socket in one thread, with no hand-over between threads per frame.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import threading
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote
+
+from aiohttp import web
+from websockets.exceptions import ConnectionClosed
 
 from infra.local.gateway import MAX_MESSAGE_BYTES, WebSocketGateway
 
@@ -25,83 +29,90 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class ConnectionsRequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    gateway: WebSocketGateway
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug(format, *args)
-
-    def _connection_id(self) -> str | None:
-        path = self.path.split("?", 1)[0]
-        marker = "/@connections/"
-        if marker not in path:
-            return None
-        return unquote(path.split(marker, 1)[1])
-
-    def do_POST(self) -> None:  # noqa: N802 - the base class's naming
-        connection_id = self._connection_id()
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if connection_id is None:
-            self._reply(404, {"message": "Not Found"})
-        elif len(body) > MAX_MESSAGE_BYTES:
-            self._reply(413, {"message": "Request Too Long"}, error="PayloadTooLargeException")
-        elif self.gateway.deliver(connection_id, body):
-            self._reply(200, None)
-        else:
-            self._reply(410, None, error="GoneException")
-
-    def do_GET(self) -> None:  # noqa: N802
-        connection_id = self._connection_id()
-        live = self.gateway.lookup(connection_id) if connection_id else None
-        if live is None:
-            self._reply(410, None, error="GoneException")
-            return
-        identity: dict[str, str] = {"sourceIp": live.source_ip}
-        if live.user_agent:
-            identity["userAgent"] = live.user_agent
-        self._reply(
-            200,
-            {"connectedAt": _iso(live.connected_at), "identity": identity, "lastActiveAt": _iso(live.last_active_at)},
-        )
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        connection_id = self._connection_id()
-        if connection_id and self.gateway.close(connection_id):
-            self._reply(204, None)
-        else:
-            self._reply(410, None, error="GoneException")
-
-    def _reply(self, status: int, body: Any, error: str | None = None) -> None:
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        if error:
-            self.send_header("x-amzn-ErrorType", error)
-        if data:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _reply(status: int, body: Any = None, error: str | None = None) -> web.Response:
+    headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+    if error:
+        headers["x-amzn-ErrorType"] = error
+    if body is None:
+        return web.Response(status=status, headers=headers)
+    return web.Response(status=status, headers=headers, body=json.dumps(body).encode(), content_type="application/json")
 
 
 class ConnectionsEndpoint:
     def __init__(self, gateway: WebSocketGateway, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("GatewayConnectionsHandler", (ConnectionsRequestHandler,), {"gateway": gateway})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._gateway = gateway
+        self._host = host
+        self._port = port
         self._stage = gateway.api.stage
+        self._runner: web.AppRunner | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def endpoint_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/{self._stage}"
+        return f"http://{self._host}:{self._port}/{self._stage}"
 
     def start(self) -> str:
-        threading.Thread(target=self._server.serve_forever, name="connections-endpoint", daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._gateway.loop).result(10)
         return self.endpoint_url
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving (the gateway also does this when it stops, on its loop)."""
+        if self._runner is not None and self._gateway.running:
+            asyncio.run_coroutine_threadsafe(self._cleanup(), self._gateway.loop).result(10)
+
+    async def _cleanup(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1)
+        route = "/{stage}/@connections/{connection_id}"
+        app.router.add_post(route, self._post)
+        app.router.add_get(route, self._get)
+        app.router.add_delete(route, self._delete)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        self._gateway.on_stop(self._cleanup)
+
+    async def _post(self, request: web.Request) -> web.Response:
+        connection_id = request.match_info["connection_id"]
+        if (request.content_length or 0) > MAX_MESSAGE_BYTES:
+            return _reply(413, {"message": "Request Too Long"}, error="PayloadTooLargeException")
+        data = await request.read()
+        live = self._gateway.lookup(connection_id)
+        if live is None:
+            return _reply(410, error="GoneException")
+        try:
+            frame: str | bytes = data.decode("utf-8")  # text when it is UTF-8, as API Gateway does for JSON
+        except UnicodeDecodeError:
+            frame = data
+        try:
+            await live.socket.send(frame)
+        except ConnectionClosed:
+            return _reply(410, error="GoneException")
+        log.info("post   %s %d bytes", connection_id, len(data))
+        return _reply(200)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        live = self._gateway.lookup(request.match_info["connection_id"])
+        if live is None:
+            return _reply(410, error="GoneException")
+        identity: dict[str, str] = {"sourceIp": live.source_ip}
+        if live.user_agent:
+            identity["userAgent"] = live.user_agent
+        body = {"connectedAt": _iso(live.connected_at), "identity": identity, "lastActiveAt": _iso(live.last_active_at)}
+        return _reply(200, body)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        live = self._gateway.lookup(request.match_info["connection_id"])
+        if live is None:
+            return _reply(410, error="GoneException")
+        # Answer at once, as AWS does; the close handshake finishes on its own.
+        task = asyncio.ensure_future(live.socket.close(1000, "Connection Closed Normally"))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return _reply(204)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -66,6 +66,7 @@ class WebSocketGateway:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -104,6 +105,8 @@ class WebSocketGateway:
             for live in list(self._live.values()):
                 await live.socket.close(1001, "Going away")
             await asyncio.sleep(0)
+            for cleanup in self._on_stop:
+                await cleanup()
         await asyncio.to_thread(lambda: None)
 
     def stop(self) -> None:
@@ -182,31 +185,21 @@ class WebSocketGateway:
         log.info("route %-11s %s %5.1f ms -> %s", route, connection_id, (time.perf_counter() - started) * 1000, status)
         return result
 
-    # --- @connections ---------------------------------------------------------------------------------------
+    # --- for the @connections endpoint (served on this loop) ------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the WebSocket gateway is not running")
+        return self._loop
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and self._loop.is_running()
+
+    def on_stop(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """Await ``cleanup`` on this loop once the sockets are closed, before the loop ends."""
+        self._on_stop.append(cleanup)
+
     def lookup(self, connection_id: str) -> LiveConnection | None:
         with self._lock:
             return self._live.get(connection_id)
-
-    def deliver(self, connection_id: str, data: bytes, timeout: float = 10.0) -> bool:
-        """Send one frame (text when it is UTF-8, as API Gateway does for JSON); False when the connection is gone."""
-        live = self.lookup(connection_id)
-        if live is None or self._loop is None:
-            return False
-        try:
-            frame: str | bytes = data.decode("utf-8")
-        except UnicodeDecodeError:
-            frame = data
-        future = asyncio.run_coroutine_threadsafe(live.socket.send(frame), self._loop)
-        try:
-            future.result(timeout)
-        except ConnectionClosed:
-            return False
-        log.info("post   %s %d bytes", connection_id, len(data))
-        return True
-
-    def close(self, connection_id: str) -> bool:
-        live = self.lookup(connection_id)
-        if live is None or self._loop is None:
-            return False
-        asyncio.run_coroutine_threadsafe(live.socket.close(1000, "Connection Closed Normally"), self._loop)
-        return True
