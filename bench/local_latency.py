@@ -30,6 +30,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from infra.offline_env import offline_env
+
 CLI = Path(sys.executable).parent / "iii-stream"
 
 
@@ -54,7 +56,7 @@ class LocalProcess:
     def __init__(self) -> None:
         self.ws_port, self.lambda_port = _free_port(), _free_port()
         self._log = Path(tempfile.mkstemp(suffix=".log")[1])
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+        env = offline_env()
         with self._log.open("w") as log:
             self.process = subprocess.Popen(
                 [

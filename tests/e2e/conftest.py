@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,6 +15,8 @@ from typing import Any
 
 import pytest
 from iii_stream.client import RegistryClient, StreamClient
+
+from infra.offline_env import offline_env
 
 HERE = Path(__file__).parent
 CLI = Path(sys.executable).parent / "iii-stream"
@@ -71,14 +72,7 @@ class LocalService:
 def start_local(tmp: Path, *extra: str) -> LocalService:
     ws_port, lambda_port = free_port(), free_port()
     log_path = tmp / "local.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
-        PYTHONUNBUFFERED="1",
-    )
+    env = offline_env(PYTHONUNBUFFERED="1")
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [str(CLI), "local", "--port", str(ws_port), "--lambda-port", str(lambda_port), *extra],

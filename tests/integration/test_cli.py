@@ -19,28 +19,17 @@ import boto3
 import pytest
 
 from infra.embedded_dynamodb import EmbeddedDynamoDB
+from infra.offline_env import offline_env
 from infra.template import create_tables
 
 CLI = Path(sys.executable).parent / "iii-stream"
-# The fake AWS environment of tests/conftest.py, spelled out: the subprocess must not depend on this process's env.
-FAKE_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-}
 KEY = {"stream_name": "chat", "group_id": "room-1", "item_id": "m1"}
 
 
 def _env() -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("AWS_ENDPOINT_URL") and name not in {"AWS_PROFILE", "ITEMS_TABLE"}
-    }
-    env.update(FAKE_AWS_ENV)
+    """The subprocess must not depend on this process's environment: offline, and no table named."""
+    env = offline_env()
+    env.pop("ITEMS_TABLE", None)
     return env
 
 

@@ -86,14 +86,18 @@ class _Runner:
 
     def condition_allows(self, trigger: TriggerRecord, payload: Any) -> bool:
         """Run the condition function; only ``false`` or a failed call skips the handler."""
+        return self._condition(trigger, payload, on_failure="handler skipped") is True
+
+    def _condition(self, trigger: TriggerRecord, payload: Any, on_failure: str) -> bool | None:
+        """True: run the handler; False: skip it; None: the condition call failed (logged with ``on_failure``)."""
         condition = trigger.condition()
         if condition is None:
             return True
         try:
             return self._invoker.invoke(self._cache.target(condition), payload) is not False
         except FunctionFailedError as exc:
-            log.warning("condition %s of trigger %s failed; handler skipped: %s", condition, trigger.trigger_id, exc)
-            return False
+            log.warning("condition %s of trigger %s failed; %s: %s", condition, trigger.trigger_id, on_failure, exc)
+            return None
 
 
 class StreamDispatcher(_Runner):
@@ -143,7 +147,7 @@ class TriggerJoinGate(_Runner):
             config = trigger.config
             if not isinstance(config, LifecycleTriggerConfig) or not lifecycle_trigger_matches(config, subscription):
                 continue
-            decision = self._condition(trigger, payload)
+            decision = self._condition(trigger, payload, on_failure="allowed" if self._fail_open else "rejected")
             if decision is None:  # the condition failed: no one can vouch for this subscription
                 allowed = self._fail_open and allowed
                 continue
@@ -152,19 +156,6 @@ class TriggerJoinGate(_Runner):
             # Every handler runs, even after one has said no (as the original does).
             allowed = self._ask(trigger, payload) and allowed
         return allowed
-
-    def _condition(self, trigger: TriggerRecord, payload: dict[str, Any]) -> bool | None:
-        """True: run the handler; False: skip it; None: the condition call failed."""
-        condition = trigger.condition()
-        if condition is None:
-            return True
-        try:
-            return self._invoker.invoke(self._cache.target(condition), payload) is not False
-        except FunctionFailedError as exc:
-            log.warning(
-                "join condition %s failed (%s): %s", condition, "allowed" if self._fail_open else "rejected", exc
-            )
-            return None
 
     def _ask(self, trigger: TriggerRecord, payload: dict[str, Any]) -> bool:
         try:
