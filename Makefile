@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-deployed lint fmt typecheck validate build deploy bench clean example node-deps
+.PHONY: help install run test test-unit test-integration test-deployed lint fmt typecheck validate cycles build deploy bench clean example node-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 run: $(STAMP) ## Run the local service on its embedded defaults (Ctrl-C stops it)
 	$(BIN)/iii-stream local
 
-test: $(STAMP) lint typecheck validate ## The whole test suite (lint, types, template, unit, integration)
+test: $(STAMP) lint typecheck cycles validate ## The whole test suite (lint, types, import cycles, template, unit, integration, end to end)
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP) ## Unit tests only (no network)
@@ -38,11 +38,14 @@ lint: $(STAMP) ## ruff
 fmt: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff check --fix functions infra tests bench
 
-typecheck: $(STAMP) ## mypy --strict on the Lambda code
+typecheck: $(STAMP) ## mypy --strict over functions/ (handlers included), infra/ and bench/
 	$(BIN)/mypy
 
 validate: $(STAMP) ## Check template.yaml offline: cfn-lint, SAM translation, IAM per handler, a stack in moto
 	$(BIN)/python -m infra.validate
+
+cycles: $(STAMP) ## Fail on an import cycle among the project's modules
+	$(BIN)/python -m infra.check_cycles
 
 build: ## sam build: the deployable artifacts in .aws-sam/build (needs the SAM CLI)
 	@command -v sam >/dev/null || { echo "make build needs the AWS SAM CLI: pipx install aws-sam-cli (see README, Deploy to AWS)" >&2; exit 1; }

@@ -30,7 +30,13 @@ from urllib.parse import unquote
 import boto3
 from botocore.config import Config
 from iii_stream import wiring
-from iii_stream.adapters.dynamodb_connections import RECORD_TTL_SECONDS
+from iii_stream.adapters.dynamodb_connections import (
+    RECORD_TTL_SECONDS,
+    connection_row,
+    subs_entry,
+    subscription_row,
+)
+from iii_stream.core.ports import Connection, Subscription
 from moto import mock_aws
 
 from bench.fake_aws import FakeLambdaContext
@@ -64,32 +70,14 @@ def connection_id(index: int) -> str:
     return base64.urlsafe_b64encode(index.to_bytes(11, "big")).decode()
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _rows(index: int, connected_at_ms: int) -> list[dict[str, Any]]:
-    """One subscriber: its subscription row and its connection row, exactly as the join route writes them.
-
-    The layout is ``iii_stream.adapters.dynamodb_connections``'s: the subscription row (``pk`` = ``G`` + compact
-    JSON ``[stream, group]``, ``sk`` = connection id + ``#`` + subscription id) is what the broadcast reads;
-    the connection row (``pk`` = ``C`` + connection id, ``sk`` = ``C``) is not read, but is there as in service.
-    """
-    cid, sid = connection_id(index), f"sub-{index}"
-    expires_at = {"N": str(connected_at_ms // 1000 + RECORD_TTL_SECONDS)}
-    subscription = {
-        "pk": {"S": "G" + _compact([STREAM, GROUP])},
-        "sk": {"S": f"{cid}#{sid}"},
-        "expires_at": expires_at,
-    }
-    connection = {
-        "pk": {"S": "C" + cid},
-        "sk": {"S": "C"},
-        "connected_at": {"N": str(connected_at_ms)},
-        "subs": {"M": {sid: {"S": _compact([STREAM, GROUP, None])}}},
-        "expires_at": expires_at,
-    }
-    return [subscription, connection]
+    """One subscriber: its subscription row and its connection row, built by the connection store's own
+    row builders, so they are exactly what the connect and join routes write."""
+    cid = connection_id(index)
+    subscription = Subscription(cid, f"sub-{index}", STREAM, GROUP, None)
+    connection = connection_row(Connection(cid, connected_at_ms))
+    connection["subs"] = {"M": {subscription.subscription_id: subs_entry(subscription)}}
+    return [subscription_row(subscription, connected_at_ms // 1000 + RECORD_TTL_SECONDS), connection]
 
 
 def subscribe(client: Any, subscribers: int) -> int:

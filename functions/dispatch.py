@@ -1,4 +1,4 @@
-"""DynamoDB Streams consumer of the items table: runs the ``stream`` triggers of each change, once."""
+"""DynamoDB Streams consumer of the items table (DispatchFunction): runs each change's ``stream`` triggers, once."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from iii_stream import wiring
 from iii_stream.adapters.item_changes import change_from_record
@@ -21,7 +22,10 @@ def record_handler(record: DynamoDBRecord) -> None:
     if change is None:
         return
     # The record's eventID identifies the change across redeliveries of the batch.
-    invoked = wiring.dispatcher().dispatch(change, record.event_id or record.dynamodb.sequence_number)  # type: ignore[union-attr,arg-type]
+    change_id = record.event_id or (record.dynamodb.sequence_number if record.dynamodb else None)
+    if change_id is None:
+        raise ValueError("a stream record without an eventID or a sequence number")
+    invoked = wiring.stream_triggers().run(change, change_id)
     metrics.add_metric(name="HandlersInvoked", unit=MetricUnit.Count, value=invoked)
     if invoked:
         logger.debug("dispatched", extra={"stream": change.stream_name, "group": change.group_id, "handlers": invoked})
@@ -29,7 +33,7 @@ def record_handler(record: DynamoDBRecord) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(event.get("Records") or []))
     # One failing record does not stop later ones: each (change, trigger) is claimed separately, and
     # a retried record skips the handlers it already reached.

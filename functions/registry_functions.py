@@ -9,14 +9,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from iii_stream import wiring
-from iii_stream.core import dispatch
+from iii_stream.core.registry import REGISTRY_FUNCTIONS
 
 logger = Logger(service="iii-stream")
 
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    response = dispatch.invoke(wiring.registry_service(), event, dispatch.REGISTRY_FUNCTIONS)
+    response = REGISTRY_FUNCTIONS.invoke(wiring.registry_service(), event)
     if "error" in response:
         logger.info(
             "registry call refused",

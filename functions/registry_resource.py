@@ -7,13 +7,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from iii_stream import wiring
 from iii_stream.adapters import cfn_response
-from iii_stream.core import dispatch, registration
+from iii_stream.core import registration
+from iii_stream.core.registry import REGISTRY_FUNCTIONS
 
 logger = Logger(service="iii-stream")
 
 
 def _call(function_id: str, payload: dict[str, Any]) -> Any:
-    return dispatch.call(wiring.registry_service(), function_id, payload, dispatch.REGISTRY_FUNCTIONS)
+    return REGISTRY_FUNCTIONS.call(wiring.registry_service(), function_id, payload)
 
 
 @logger.inject_lambda_context(log_event=False)  # the event holds a presigned URL: never log it

@@ -10,14 +10,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from iii_stream import wiring
-from iii_stream.core import dispatch
+from iii_stream.core.service import STREAM_FUNCTIONS
 
 logger = Logger(service="iii-stream")
 
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    response = dispatch.invoke(wiring.stream_service(), event)
+    response = STREAM_FUNCTIONS.invoke(wiring.stream_service(), event)
     if "error" in response:
         error = response["error"]
         logger.info(

@@ -15,6 +15,6 @@ logger = Logger(service="iii-stream")
 @event_source(data_class=APIGatewayWebSocketEvent)
 def handler(event: APIGatewayWebSocketEvent, context: Any) -> dict[str, Any]:
     connection_id = event.request_context.connection_id
-    removed = wiring.subscription_service().disconnect(connection_id)
+    removed = wiring.disconnector().disconnect(connection_id)
     logger.info("disconnect", extra={"connection_id": connection_id, "subscriptions": len(removed)})
     return {"statusCode": 200}

@@ -75,7 +75,7 @@ REQUIRED_ACCESS: Final[dict[str, Access]] = {
         USER_FUNCTIONS: _INVOKE,
         POST_TO_CONNECTION: _MANAGE,
     },
-    # StreamDispatcher: TriggerCache Query; DynamoDispatchLedger claim PutItem, complete UpdateItem,
+    # StreamTriggers: TriggerCache Query; DynamoTriggerLedger claim PutItem, complete UpdateItem,
     # release DeleteItem; conditions (invoke) and handlers (invoke_async).
     "dispatch.handler": {TRIGGERS: _ddb("Query", "PutItem", "UpdateItem", "DeleteItem"), USER_FUNCTIONS: _INVOKE},
     # Sweeper: due_connections Query on by_due, alive GetConnection, postpone UpdateItem, disconnect.
@@ -169,7 +169,8 @@ def wildcard_problems(function: str, statement: dict[str, Any]) -> list[str]:
 
 def role_grants(role: dict[str, Any]) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
     """(every Allow statement of the role, the (action, resource) pairs of the policies the template wrote)."""
-    every, authored = [], set()
+    every: list[dict[str, Any]] = []
+    authored: set[tuple[str, str]] = set()
     for policy in role.get("Properties", {}).get("Policies", []):
         mine = bool(_AUTHORED_POLICY.search(str(policy.get("PolicyName", ""))))
         for statement in statements(policy.get("PolicyDocument")):

@@ -33,7 +33,7 @@ _TAGS = (
 )
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]  # pyyaml ships no types
     """A SafeLoader that reads ``!Ref x`` as ``{"Ref": "x"}`` and ``!GetAtt a.b`` as ``{"Fn::GetAtt": ["a", "b"]}``."""
 
 
@@ -46,7 +46,7 @@ def _construct(tag: str) -> Any:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+            value = loader.construct_mapping(node, deep=True)
         return {("Ref" if tag == "Ref" else "Condition" if tag == "Condition" else f"Fn::{tag}"): value}
 
     return build
@@ -58,7 +58,8 @@ for _tag in _TAGS:
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        template: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        return template
 
 
 @cache

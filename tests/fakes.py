@@ -10,11 +10,12 @@ from dataclasses import replace
 from typing import Any
 
 from iii_stream.core.errors import ConflictError, ConnectionGoneError, FunctionFailedError, PostError
+from iii_stream.core.limits import API_GATEWAY_IDLE_TIMEOUT_MS
 from iii_stream.core.ports import Connection, ItemAddress, StoredItem, StreamEvent, Subscription, SyncMark
 from iii_stream.core.registry import FunctionRecord, TriggerRecord
 
 # A connection is due for its first liveness check this long after it opened (API Gateway's idle timeout).
-FIRST_CHECK_MS = 10 * 60 * 1000
+FIRST_CHECK_MS = API_GATEWAY_IDLE_TIMEOUT_MS
 
 
 class FixedClock:
@@ -278,8 +279,8 @@ class MemoryRegistryStore:
         return list(self.trigger_records.values())
 
 
-class MemoryDispatchLedger:
-    """The DispatchLedger port: a pair marked done is never claimed again; one left claimed can be."""
+class MemoryTriggerLedger:
+    """The TriggerLedger port: a pair marked done is never claimed again; one left claimed can be."""
 
     def __init__(self) -> None:
         self.status: dict[tuple[str, str], str] = {}

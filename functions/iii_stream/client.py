@@ -14,7 +14,13 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from iii_stream.core.errors import IiiStreamError
+
+if TYPE_CHECKING:
+    from iii_stream.core.registry import RegistryService
+    from iii_stream.core.service import StreamService
 
 LOCAL_LAMBDA_ENDPOINT = "http://127.0.0.1:3001"
 DEFAULT_FUNCTION_NAME = "StreamFunction"
@@ -23,16 +29,14 @@ REGISTRY_FUNCTION_NAME = "RegistryFunction"
 Transport = Callable[[dict[str, Any]], Any]
 
 
-class StreamCallError(Exception):
+class StreamCallError(IiiStreamError):
     """A function answered with an error body ``{code, message}``."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(message, code)
 
-    def to_body(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 def _lambda_client(endpoint_url: str | None) -> Any:
@@ -79,11 +83,11 @@ class StreamClient(_Client):
     """Calls ``stream::*`` functions through a transport that takes ``{"function_id", "payload"}``."""
 
     @classmethod
-    def direct(cls, service: Any) -> StreamClient:
+    def direct(cls, service: StreamService) -> StreamClient:
         """Run the functions in this process over a StreamService (tests, scripts against a DynamoDB endpoint)."""
-        from iii_stream.core import dispatch
+        from iii_stream.core.service import STREAM_FUNCTIONS
 
-        return cls(lambda event: dispatch.invoke(service, event))
+        return cls(lambda event: STREAM_FUNCTIONS.invoke(service, event))
 
     def set(self, stream_name: str, group_id: str, item_id: str, data: Any, ttl: int | None = None) -> Any:
         payload = {"stream_name": stream_name, "group_id": group_id, "item_id": item_id, "data": data}
@@ -121,10 +125,10 @@ class RegistryClient(_Client):
     default_function_name = REGISTRY_FUNCTION_NAME
 
     @classmethod
-    def direct(cls, service: Any) -> RegistryClient:
-        from iii_stream.core import dispatch
+    def direct(cls, service: RegistryService) -> RegistryClient:
+        from iii_stream.core.registry import REGISTRY_FUNCTIONS
 
-        return cls(lambda event: dispatch.invoke(service, event, dispatch.REGISTRY_FUNCTIONS))
+        return cls(lambda event: REGISTRY_FUNCTIONS.invoke(service, event))
 
     def register_function(self, function_id: str, target: str, description: str = "") -> Any:
         return self.call(

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from iii_stream.core.errors import SettingsError
+from iii_stream.core.limits import MAX_MESSAGE_BYTES as _API_GATEWAY_MESSAGE_BYTES
+
 ITEMS_TABLE: Final = "ITEMS_TABLE"
 CONNECTIONS_TABLE: Final = "CONNECTIONS_TABLE"
 CONNECTIONS_ENDPOINT: Final = "CONNECTIONS_ENDPOINT"
@@ -21,12 +24,7 @@ MAX_MESSAGE_BYTES: Final = "MAX_MESSAGE_BYTES"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
-
-class SettingsError(KeyError):
-    """A required setting is missing or malformed."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+__all__ = ["Settings", "SettingsError"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class Settings:
     join_fail_open: bool = False
     trigger_cache_seconds: int = 10
     broadcast_concurrency: int = 128
-    max_message_bytes: int = 131072
+    max_message_bytes: int = _API_GATEWAY_MESSAGE_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,7 +55,7 @@ class Settings:
             join_fail_open=_flag(env, JOIN_FAIL_OPEN),
             trigger_cache_seconds=_whole(env, TRIGGER_CACHE_SECONDS, 10, minimum=0),
             broadcast_concurrency=_whole(env, BROADCAST_CONCURRENCY, 128),
-            max_message_bytes=_whole(env, MAX_MESSAGE_BYTES, 131072),
+            max_message_bytes=_whole(env, MAX_MESSAGE_BYTES, _API_GATEWAY_MESSAGE_BYTES),
         )
 
     def require(self, name: str) -> str:
@@ -77,6 +75,10 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 def _whole(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, str(default))
-    if not raw.isdigit() or int(raw) < minimum:
+    try:
+        value = int(raw) if raw.isdecimal() else None  # isdecimal: no signs, spaces or superscripts
+    except ValueError:  # more digits than int() converts
+        value = None
+    if value is None or value < minimum:
         raise SettingsError(f"{name} must be a whole number of at least {minimum}, got {raw!r}.")
-    return int(raw)
+    return value

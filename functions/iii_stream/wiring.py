@@ -19,12 +19,13 @@ if TYPE_CHECKING:
     from iii_stream.adapters.dynamodb_registry import DynamoRegistryStore
     from iii_stream.core.broadcast import BroadcastService
     from iii_stream.core.connect import ConnectService
-    from iii_stream.core.ports import JoinGate, LeaveHook
+    from iii_stream.core.disconnect import Disconnector
+    from iii_stream.core.ports import JoinGate
     from iii_stream.core.registry import RegistryService
     from iii_stream.core.service import StreamService
     from iii_stream.core.subscriptions import SubscriptionService
     from iii_stream.core.sweeper import Sweeper
-    from iii_stream.core.triggers import StreamDispatcher, TriggerCache
+    from iii_stream.core.triggers import StreamTriggers, TriggerCache
 
 
 def build_stream_service(dynamodb_client: Any, settings: Settings) -> StreamService:
@@ -105,13 +106,13 @@ def trigger_cache() -> TriggerCache:
 
 
 @cache
-def dispatcher() -> StreamDispatcher:
-    from iii_stream.adapters.dynamodb_registry import DynamoDispatchLedger
+def stream_triggers() -> StreamTriggers:
+    from iii_stream.adapters.dynamodb_registry import DynamoTriggerLedger
     from iii_stream.adapters.lambda_invoker import LambdaInvoker
-    from iii_stream.core.triggers import StreamDispatcher
+    from iii_stream.core.triggers import StreamTriggers
 
-    ledger = DynamoDispatchLedger(dynamodb_client(), settings().require(TRIGGERS_TABLE))
-    return StreamDispatcher(trigger_cache(), LambdaInvoker(lambda_client()), ledger)
+    ledger = DynamoTriggerLedger(dynamodb_client(), settings().require(TRIGGERS_TABLE))
+    return StreamTriggers(trigger_cache(), LambdaInvoker(lambda_client()), ledger)
 
 
 def _join_gate() -> JoinGate:
@@ -124,14 +125,17 @@ def _join_gate() -> JoinGate:
     return TriggerJoinGate(trigger_cache(), LambdaInvoker(lambda_client()), fail_open=settings().join_fail_open)
 
 
-def _leave_hook() -> LeaveHook:
-    from iii_stream.adapters.lambda_invoker import LambdaInvoker
-    from iii_stream.core.subscriptions import NoLeaveHandlers
-    from iii_stream.core.triggers import TriggerLeaveHandlers
+@cache
+def disconnector() -> Disconnector:
+    """Ends subscriptions for every caller ($disconnect, leave frames, broadcast's 410s, the sweeper)."""
+    from iii_stream.core.disconnect import Disconnector
 
     if not settings().triggers_table:
-        return NoLeaveHandlers()
-    return TriggerLeaveHandlers(trigger_cache(), LambdaInvoker(lambda_client()))
+        return Disconnector(connection_store())
+    from iii_stream.adapters.lambda_invoker import LambdaInvoker
+    from iii_stream.core.triggers import TriggerLeaveHandlers
+
+    return Disconnector(connection_store(), TriggerLeaveHandlers(trigger_cache(), LambdaInvoker(lambda_client())))
 
 
 @cache
@@ -148,7 +152,7 @@ def subscription_service() -> SubscriptionService:
         poster,
         SystemClock(),
         gate=_join_gate(),
-        leave_hook=_leave_hook(),
+        disconnector=disconnector(),
         max_message_bytes=settings().max_message_bytes,
     )
 
@@ -160,7 +164,7 @@ def broadcast_service() -> BroadcastService:
 
     poster = ConnectionsApiPoster(connections_api_client())
     return BroadcastService(
-        connection_store(), poster, subscription_service().disconnect, max_workers=settings().broadcast_concurrency
+        connection_store(), poster, disconnector(), max_workers=settings().broadcast_concurrency
     )
 
 
@@ -170,7 +174,7 @@ def sweeper() -> Sweeper:
     from iii_stream.core.sweeper import Sweeper
 
     poster = ConnectionsApiPoster(connections_api_client())
-    return Sweeper(connection_store(), poster, subscription_service(), SystemClock())
+    return Sweeper(connection_store(), poster, disconnector(), SystemClock())
 
 
 def reset() -> None:
@@ -183,12 +187,13 @@ def reset() -> None:
         stream_service,
         connection_store,
         connect_service,
+        disconnector,
         subscription_service,
         broadcast_service,
         registry_store,
         registry_service,
         trigger_cache,
-        dispatcher,
+        stream_triggers,
         sweeper,
     ):
         getter.cache_clear()

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from iii_stream.core.limits import MAX_MESSAGE_BYTES
 from websockets.exceptions import ConnectionClosed
 
-from infra.local.gateway import MAX_MESSAGE_BYTES, WebSocketGateway
+from infra.local.gateway import WebSocketGateway
 
 log = logging.getLogger("iii_stream.local.connections")
 

@@ -19,6 +19,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from iii_stream.core.limits import MAX_MESSAGE_BYTES
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -29,7 +30,6 @@ from infra.local.context import LocalLambdaContext
 log = logging.getLogger("iii_stream.local.gateway")
 
 Handler = Callable[[Any, Any], Any]
-MAX_MESSAGE_BYTES = 128 * 1024
 
 
 @dataclass

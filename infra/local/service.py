@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ class LocalService:
                 arn,
                 load_handler(f"{name}.handler"),
                 start="LATEST",
-                context_factory=lambda name=name: LocalLambdaContext(function_name=name),
+                context_factory=partial(LocalLambdaContext, function_name=name),
             )
             self.pumps.append(pump)
             embedded_dynamodb.on_write(pump.wake)

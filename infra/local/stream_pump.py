@@ -27,7 +27,9 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
         body["ApproximateCreationDateTime"] = int(created.timestamp())
     elif isinstance(created, float):
         body["ApproximateCreationDateTime"] = int(created)
-    out = {key: record[key] for key in ("eventID", "eventName", "eventVersion", "eventSource") if key in record}
+    out: dict[str, Any] = {
+        key: record[key] for key in ("eventID", "eventName", "eventVersion", "eventSource") if key in record
+    }
     out.update(awsRegion=region, dynamodb=body, eventSourceARN=stream_arn)
     if "userIdentity" in record:
         out["userIdentity"] = {

@@ -144,6 +144,7 @@ def test_call_without_a_function_id_is_a_usage_error(tmp_path: Path) -> None:
 class LocalProcess:
     process: subprocess.Popen[str]
     port: int
+    ws_port: int
     lines: list[str] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
     reader: threading.Thread | None = None
@@ -171,11 +172,12 @@ class LocalProcess:
 
 @pytest.fixture
 def local_service(tmp_path: Path) -> Iterator[LocalProcess]:
-    port = _free_port()
+    # Every port free, none of the defaults (3112, 3001): the test must not depend on what else runs here.
+    port, ws_port = _free_port(), _free_port()
     stderr_path = tmp_path / "local.stderr"
     with stderr_path.open("w", encoding="utf-8") as stderr:
         process = subprocess.Popen(
-            [str(CLI), "local", "--lambda-port", str(port)],
+            [str(CLI), "local", "--port", str(ws_port), "--lambda-port", str(port), "--connections-port", "0"],
             env=_env(),
             cwd=tmp_path,
             stdin=subprocess.DEVNULL,
@@ -184,7 +186,7 @@ def local_service(tmp_path: Path) -> Iterator[LocalProcess]:
             text=True,
             encoding="utf-8",
         )
-    local = LocalProcess(process, port)
+    local = LocalProcess(process, port, ws_port)
     local.reader = threading.Thread(target=local.read_stdout, name="iii-stream-local-stdout", daemon=True)
     local.reader.start()
     try:
@@ -206,6 +208,8 @@ def local_service(tmp_path: Path) -> Iterator[LocalProcess]:
 def test_local_service_serves_calls_and_stops_on_sigint(local_service: LocalProcess, tmp_path: Path) -> None:
     url = local_service.endpoint_url
     assert local_service.wait_for_line(f"Lambda invoke endpoint     {url}", timeout=5), local_service.output()
+    ws_url = f"ws://127.0.0.1:{local_service.ws_port}/"
+    assert local_service.wait_for_line(f"WebSocket gateway          {ws_url}", timeout=5), local_service.output()
 
     set_payload = json.dumps({**KEY, "data": {"text": "hi"}})
     assert _ok(iii_stream("call", "--endpoint-url", url, "stream::set", set_payload, cwd=tmp_path)) == {

@@ -17,10 +17,11 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from iii_stream.core.limits import MAX_MESSAGE_BYTES
 from websockets.sync.client import ClientConnection, connect
 
 from infra.local.connections_endpoint import ConnectionsEndpoint
-from infra.local.gateway import MAX_MESSAGE_BYTES, RouteHandlers, WebSocketGateway
+from infra.local.gateway import RouteHandlers, WebSocketGateway
 
 pytestmark = pytest.mark.integration
 

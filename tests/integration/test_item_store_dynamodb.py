@@ -10,10 +10,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from iii_stream.adapters.dynamodb_items import DynamoItemStore
-from iii_stream.core import dispatch
 from iii_stream.core.clock import SystemClock
 from iii_stream.core.errors import StreamError
-from iii_stream.core.service import StreamService
+from iii_stream.core.service import STREAM_FUNCTIONS, StreamService
 
 from infra import botocore_answers
 from infra.embedded_dynamodb import EmbeddedDynamoDB
@@ -30,7 +29,7 @@ def service(dynamodb: Any) -> StreamService:
 
 
 def call(service: StreamService, function_id: str, **payload: Any) -> Any:
-    return dispatch.call(service, function_id, payload)
+    return STREAM_FUNCTIONS.call(service, function_id, payload)
 
 
 KEY = {"stream_name": "s", "group_id": "g", "item_id": "i"}
@@ -125,7 +124,7 @@ class TestStoreFailures:
         prefix: str,
     ) -> None:
         with pytest.raises(StreamError) as caught:
-            dispatch.call(service, function_id, payload)
+            STREAM_FUNCTIONS.call(service, function_id, payload)
         assert caught.value.code == code
         assert caught.value.message.startswith(prefix)
         assert "InternalServerError" in caught.value.message
@@ -136,7 +135,7 @@ def test_bad_input_writes_nothing(dynamodb: Any, service: StreamService) -> None
     for payload in [{**KEY}, {**KEY, "data": 1, "item_id": 7}, {**KEY, "ops": [{"type": "increment", "path": "a"}]}]:
         for function_id in ("stream::set", "stream::update"):
             with pytest.raises(StreamError):
-                dispatch.call(service, function_id, payload)
+                STREAM_FUNCTIONS.call(service, function_id, payload)
     assert counter.total() == 0
     assert dynamodb.scan(TableName=ITEMS_TABLE)["Count"] == 0
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from iii_stream import wiring
+from iii_stream.core.errors import SettingsError
 
 from infra.handlers import load_handler
 from tests.integration.conftest import ITEMS_TABLE
@@ -43,6 +44,6 @@ def test_missing_table_setting_fails_loudly_at_cold_start(monkeypatch: pytest.Mo
     monkeypatch.delenv("ITEMS_TABLE", raising=False)
     wiring.reset()
     handler = load_handler("stream_functions.handler")
-    with pytest.raises(KeyError, match="ITEMS_TABLE"):
+    with pytest.raises(SettingsError, match="ITEMS_TABLE"):
         handler({"function_id": "stream::list_all", "payload": {}}, lambda_context)
     wiring.reset()

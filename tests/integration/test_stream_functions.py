@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 from iii_stream.adapters.dynamodb_items import DynamoItemStore
-from iii_stream.core import dispatch
 from iii_stream.core.errors import StreamError
-from iii_stream.core.service import StreamService
+from iii_stream.core.service import STREAM_FUNCTIONS, StreamService
 
 from tests.fakes import FixedClock, MemoryItemStore
 from tests.integration.conftest import ITEMS_TABLE
@@ -24,11 +23,11 @@ class Harness:
         self.service = StreamService(store, self.clock)
 
     def __call__(self, function_id: str, **payload: Any) -> Any:
-        return dispatch.call(self.service, function_id, payload)
+        return STREAM_FUNCTIONS.call(self.service, function_id, payload)
 
     def error(self, function_id: str, **payload: Any) -> StreamError:
         with pytest.raises(StreamError) as caught:
-            dispatch.call(self.service, function_id, payload)
+            STREAM_FUNCTIONS.call(self.service, function_id, payload)
         return caught.value
 
 

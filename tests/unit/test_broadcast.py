@@ -10,6 +10,7 @@ import pytest
 from iii_stream.core import frames
 from iii_stream.core.broadcast import BroadcastService
 from iii_stream.core.changes import Change
+from iii_stream.core.disconnect import Disconnector
 from iii_stream.core.errors import PostError
 from iii_stream.core.ports import SYNC_WINDOW_MS, Connection, Subscription, SyncMark
 
@@ -18,16 +19,16 @@ from tests.fakes import MemoryConnectionStore, RecordingPoster
 TS = 1_800_000_000_123
 
 
-class RecordingDisconnect:
-    """The broadcast's disconnect callback: records each call, then removes the connection."""
+class RecordingDisconnect(Disconnector):
+    """The broadcast's disconnector: records each call, then removes the connection."""
 
     def __init__(self, connections: MemoryConnectionStore) -> None:
-        self.connections = connections
+        super().__init__(connections)
         self.calls: list[tuple[str, list[Subscription]]] = []
 
-    def __call__(self, connection_id: str, known: list[Subscription]) -> list[Subscription]:
-        self.calls.append((connection_id, known))
-        return self.connections.remove_connection(connection_id, known)
+    def disconnect(self, connection_id: str, known: list[Subscription] | None = None) -> list[Subscription]:
+        self.calls.append((connection_id, list(known or [])))
+        return super().disconnect(connection_id, known)
 
 
 @dataclass

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from iii_stream.core import dispatch
 from iii_stream.core.changes import Change
-from iii_stream.core.registry import RegistryService
-from iii_stream.core.triggers import StreamDispatcher, TriggerCache
+from iii_stream.core.registry import REGISTRY_FUNCTIONS, RegistryService
+from iii_stream.core.triggers import StreamTriggers, TriggerCache
 
-from tests.fakes import FakeInvoker, FixedClock, MemoryDispatchLedger, MemoryRegistryStore
+from tests.fakes import FakeInvoker, FixedClock, MemoryRegistryStore, MemoryTriggerLedger
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ def call(service: RegistryService, name: str, payload: Any = None) -> dict[str, 
     event: dict[str, Any] = {"function_id": f"registry::{name}"}
     if payload is not None:
         event["payload"] = payload
-    return dispatch.invoke(service, event, dispatch.REGISTRY_FUNCTIONS)
+    return REGISTRY_FUNCTIONS.invoke(service, event)
 
 
 def result(response: dict[str, Any]) -> Any:
@@ -237,8 +236,8 @@ def test_registering_the_same_trigger_id_twice_replaces_it(
     assert replaced["function_id"] == "new"
     # It fires once per change (upstream would have indexed it twice), and as registered the second time.
     invoker = FakeInvoker({"lambda-old": lambda p: None, "lambda-new": lambda p: None})
-    dispatcher = StreamDispatcher(TriggerCache(store), invoker, MemoryDispatchLedger())
-    assert dispatcher.dispatch(Change("s", "g", "i", "create", {}, 1), "change-1") == 1
+    triggers = StreamTriggers(TriggerCache(store), invoker, MemoryTriggerLedger())
+    assert triggers.run(Change("s", "g", "i", "create", {}, 1), "change-1") == 1
     assert [ref for ref, _ in invoker.async_calls] == ["lambda-new"]
 
 
@@ -287,13 +286,13 @@ def test_malformed_payloads_are_deserialization_errors(
     assert list(store.function_records) == ["f"] and store.trigger_records == {}
 
 
-@pytest.mark.parametrize("name", list(dispatch.REGISTRY_FUNCTIONS))
+@pytest.mark.parametrize("name", list(REGISTRY_FUNCTIONS))
 @pytest.mark.parametrize("payload", [[], "x", 3, None], ids=["list", "string", "number", "null"])
 def test_a_payload_that_is_not_an_object_is_a_deserialization_error(
     service: RegistryService, name: str, payload: Any
 ) -> None:
     event = {"function_id": name, "payload": payload}
-    response = dispatch.invoke(service, event, dispatch.REGISTRY_FUNCTIONS)
+    response = REGISTRY_FUNCTIONS.invoke(service, event)
     message = error(response, "deserialization_error")
     assert message.startswith(f"Failed to deserialize input for {name}: invalid type: ")
     assert message.endswith("expected an object")
@@ -323,5 +322,5 @@ def test_an_unknown_registry_function_is_function_not_found(service: RegistrySer
 
 
 def test_stream_functions_are_not_in_the_registry_table(service: RegistryService) -> None:
-    response = dispatch.invoke(service, {"function_id": "stream::get", "payload": {}}, dispatch.REGISTRY_FUNCTIONS)
+    response = REGISTRY_FUNCTIONS.invoke(service, {"function_id": "stream::get", "payload": {}})
     error(response, "function_not_found")

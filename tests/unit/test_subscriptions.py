@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from iii_stream.core import frames
+from iii_stream.core.disconnect import Disconnector
+from iii_stream.core.limits import MAX_MESSAGE_BYTES
 from iii_stream.core.ports import Connection, ItemAddress, StoredItem, Subscription
 from iii_stream.core.subscriptions import SubscriptionService
 
@@ -32,6 +34,7 @@ class World:
     poster: RecordingPoster
     gate: ScriptedGate
     leaves: RecordingLeaveHook
+    disconnector: Disconnector
     service: SubscriptionService
 
     def put(self, stream: str, group: str, item_id: str, value: Any, now_ms: int | None = None) -> StoredItem:
@@ -42,14 +45,15 @@ class World:
         return self.poster.frames.get(connection_id, [])
 
 
-def _world(items: MemoryItemStore | None = None, max_message_bytes: int = frames.MAX_MESSAGE_BYTES) -> World:
+def _world(items: MemoryItemStore | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES) -> World:
     clock = FixedClock()
     store = items or MemoryItemStore()
     connections = MemoryConnectionStore()
     connections.save_connection(Connection(CONN, clock.now_ms(), {"user": "u1"}))
     poster, gate, leaves = RecordingPoster(), ScriptedGate(), RecordingLeaveHook()
-    service = SubscriptionService(connections, store, poster, clock, gate, leaves, max_message_bytes)
-    return World(clock, store, connections, poster, gate, leaves, service)
+    disconnector = Disconnector(connections, leaves)
+    service = SubscriptionService(connections, store, poster, clock, gate, disconnector, max_message_bytes)
+    return World(clock, store, connections, poster, gate, leaves, disconnector, service)
 
 
 @pytest.fixture
@@ -183,7 +187,7 @@ def test_a_rejected_join_gets_one_unauthorized_frame_and_is_not_recorded(item_id
     assert world.frames() == [_wrapper("s", "g", item_id, world.clock.now_ms(), {"type": "unauthorized"})]
     assert world.connections.subscriptions == {}
     _leave(world, "sub-1")
-    world.service.disconnect(CONN)
+    world.disconnector.disconnect(CONN)
     assert world.leaves.left_subscriptions == []
 
 
@@ -238,8 +242,8 @@ def test_a_disconnect_fires_one_leave_per_subscription_and_a_second_disconnect_n
     _join(world, "sub-2", "s", "g", "a")
     _join(world, "sub-3", "t", "h")
 
-    removed = world.service.disconnect(CONN)
-    again = world.service.disconnect(CONN)
+    removed = world.disconnector.disconnect(CONN)
+    again = world.disconnector.disconnect(CONN)
 
     assert sorted(s.subscription_id for s in removed) == ["sub-1", "sub-2", "sub-3"]
     assert sorted(s.subscription_id for s in world.leaves.left_subscriptions) == ["sub-1", "sub-2", "sub-3"]
@@ -250,7 +254,7 @@ def test_a_disconnect_fires_one_leave_per_subscription_and_a_second_disconnect_n
 
 def test_a_leave_after_the_disconnect_fires_nothing(world: World) -> None:
     _join(world, "sub-1", "s", "g")
-    world.service.disconnect(CONN)
+    world.disconnector.disconnect(CONN)
 
     _leave(world, "sub-1")
 
@@ -258,7 +262,7 @@ def test_a_leave_after_the_disconnect_fires_nothing(world: World) -> None:
 
 
 def test_a_join_after_the_disconnect_is_ignored(world: World) -> None:
-    world.service.disconnect(CONN)
+    world.disconnector.disconnect(CONN)
 
     _join(world, "sub-1", "s", "g")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from iii_stream.core.disconnect import Disconnector
 from iii_stream.core.ports import Connection, Subscription
 from iii_stream.core.registry import FunctionRecord, RegisterTriggerInput, RegistryService
-from iii_stream.core.subscriptions import SubscriptionService
 from iii_stream.core.sweeper import RECHECK_MS, Sweeper
 from iii_stream.core.triggers import TriggerCache, TriggerLeaveHandlers
 
@@ -16,7 +16,6 @@ from tests.fakes import (
     FakeInvoker,
     FixedClock,
     MemoryConnectionStore,
-    MemoryItemStore,
     MemoryRegistryStore,
     RecordingLeaveHook,
     RecordingPoster,
@@ -31,10 +30,10 @@ class World:
     connections: MemoryConnectionStore
     poster: RecordingPoster
     leaves: RecordingLeaveHook
-    service: SubscriptionService
+    disconnector: Disconnector
 
     def sweeper(self, batch_limit: int = 200) -> Sweeper:
-        return Sweeper(self.connections, self.poster, self.service, self.clock, batch_limit)
+        return Sweeper(self.connections, self.poster, self.disconnector, self.clock, batch_limit)
 
     def connect(self, connection_id: str, age_ms: int = 11 * MINUTE, subscriptions: int = 2) -> list[Subscription]:
         """A connection opened ``age_ms`` ago, holding ``subscriptions`` subscriptions."""
@@ -57,8 +56,7 @@ def world() -> World:
     connections = MemoryConnectionStore()
     poster = RecordingPoster()
     leaves = RecordingLeaveHook()
-    service = SubscriptionService(connections, MemoryItemStore(), poster, clock, leave_hook=leaves)
-    return World(clock, connections, poster, leaves, service)
+    return World(clock, connections, poster, leaves, Disconnector(connections, leaves))
 
 
 def test_a_gone_connection_is_removed_and_each_subscription_leaves_once(world: World) -> None:
@@ -148,7 +146,7 @@ def test_running_the_sweeper_again_never_fires_a_leave_twice(world: World) -> No
         report = sweeper.sweep()
         assert (report.checked, report.removed, report.leaves) == (0, [], 0)
     assert world.leaves.left_subscriptions == subs
-    assert world.service.disconnect("gone-1") == []  # a late $disconnect finds nothing either
+    assert world.disconnector.disconnect("gone-1") == []  # a late $disconnect finds nothing either
     assert world.leaves.left_subscriptions == subs
 
 
@@ -168,7 +166,7 @@ def test_disconnect_during_the_liveness_check_gives_one_leave_per_subscription(w
 
     def disconnect_route(connection_id: str) -> None:
         # $disconnect arrives while the sweeper is asking the gateway about the same connection.
-        by_disconnect.extend(world.service.disconnect(connection_id))
+        by_disconnect.extend(world.disconnector.disconnect(connection_id))
 
     world.poster.on_alive = disconnect_route
     report = world.sweeper().sweep()
@@ -179,7 +177,7 @@ def test_disconnect_during_the_liveness_check_gives_one_leave_per_subscription(w
 
 def test_disconnect_before_the_sweep_leaves_nothing_for_it(world: World) -> None:
     subs = world.connect("closed")
-    assert world.service.disconnect("closed") == subs
+    assert world.disconnector.disconnect("closed") == subs
     world.poster.gone.add("closed")
     report = world.sweeper().sweep()
     assert (report.checked, report.leaves) == (0, 0)
@@ -190,7 +188,7 @@ def test_disconnect_after_the_sweep_fires_nothing_more(world: World) -> None:
     subs = world.connect("vanished")
     world.poster.gone.add("vanished")
     assert world.sweeper().sweep().leaves == 2
-    assert world.service.disconnect("vanished") == []
+    assert world.disconnector.disconnect("vanished") == []
     assert world.leaves.left_subscriptions == subs
 
 
@@ -199,7 +197,7 @@ def test_disconnect_while_a_live_answer_is_in_flight_is_not_undone(world: World)
 
     def disconnect_route(connection_id: str) -> None:
         # The gateway still answers "alive", and $disconnect removes it before the sweeper postpones it.
-        world.service.disconnect(connection_id)
+        world.disconnector.disconnect(connection_id)
 
     world.poster.on_alive = disconnect_route
     report = world.sweeper().sweep()
@@ -220,15 +218,15 @@ def test_the_sweeper_queues_the_stream_leave_handlers_once() -> None:
     invoker = FakeInvoker({"on-leave": lambda payload: None})
     connections, poster = MemoryConnectionStore(), RecordingPoster()
     leave_handlers = TriggerLeaveHandlers(TriggerCache(registry_store), invoker)
-    service = SubscriptionService(connections, MemoryItemStore(), poster, clock, leave_hook=leave_handlers)
+    disconnector = Disconnector(connections, leave_handlers)
     connections.save_connection(Connection("c-1", clock.now_ms() - 3 * 3600 * 1000, {"user_id": "alice"}))
     connections.add_subscription(Subscription("c-1", "sub-1", "presence", "room-1", "user-1", {"user_id": "alice"}))
     poster.gone.add("c-1")
-    sweeper = Sweeper(connections, poster, service, clock)
+    sweeper = Sweeper(connections, poster, disconnector, clock)
     assert sweeper.sweep().leaves == 1
     clock.advance(RECHECK_MS)
     assert sweeper.sweep().leaves == 0
-    assert service.disconnect("c-1") == []
+    assert disconnector.disconnect("c-1") == []
     assert invoker.async_calls == [
         (
             "on-leave",

@@ -20,7 +20,7 @@ from iii_stream.core.registry import (
     StreamTriggerConfig,
 )
 from iii_stream.core.triggers import (
-    StreamDispatcher,
+    StreamTriggers,
     TriggerCache,
     TriggerJoinGate,
     TriggerLeaveHandlers,
@@ -29,7 +29,7 @@ from iii_stream.core.triggers import (
     stream_trigger_matches,
 )
 
-from tests.fakes import FakeInvoker, FixedClock, MemoryDispatchLedger, MemoryRegistryStore
+from tests.fakes import FakeInvoker, FixedClock, MemoryRegistryStore, MemoryTriggerLedger
 
 TS = 1_800_000_000_123
 
@@ -53,7 +53,7 @@ class World:
     store: MemoryRegistryStore = field(default_factory=MemoryRegistryStore)
     clock: FixedClock = field(default_factory=FixedClock)
     invoker: FakeInvoker = field(default_factory=lambda: FakeInvoker({}))
-    ledger: MemoryDispatchLedger = field(default_factory=MemoryDispatchLedger)
+    ledger: MemoryTriggerLedger = field(default_factory=MemoryTriggerLedger)
 
     def fn(self, function_id: str, behaviour: Callable[[Any], Any] = lambda payload: None) -> str:
         """Register a function; return the target the invoker sees."""
@@ -74,8 +74,8 @@ class World:
     def cache(self) -> TriggerCache:
         return TriggerCache(self.store, ttl_seconds=10.0, monotonic=Monotonic())
 
-    def dispatcher(self) -> StreamDispatcher:
-        return StreamDispatcher(self.cache(), self.invoker, self.ledger)
+    def stream_triggers(self) -> StreamTriggers:
+        return StreamTriggers(self.cache(), self.invoker, self.ledger)
 
     def gate(self, fail_open: bool = False) -> TriggerJoinGate:
         return TriggerJoinGate(self.cache(), self.invoker, fail_open=fail_open)
@@ -217,7 +217,7 @@ def test_lifecycle_payload_is_snake_case_with_every_key() -> None:
 def test_a_handler_is_queued_with_the_wrapper_message(world: World, target: Change, event: dict[str, Any]) -> None:
     handler = world.fn("on-change")
     world.trigger("t-1", "stream", "on-change", stream_name="chat")
-    assert world.dispatcher().dispatch(target, "change-1") == 1
+    assert world.stream_triggers().run(target, "change-1") == 1
     assert world.invoker.async_calls == [
         (
             handler,
@@ -241,7 +241,7 @@ def test_triggers_run_in_registration_order(world: World) -> None:
     world.trigger("t-3", "stream", "c", stream_name="chat")
     world.trigger("t-1", "stream", "a", stream_name="chat", group_id="room-1")
     world.trigger("t-2", "stream", "b", stream_name="chat", item_id="msg-1")
-    assert world.dispatcher().dispatch(change(), "change-1") == 3
+    assert world.stream_triggers().run(change(), "change-1") == 3
     assert world.queued() == ["lambda-c", "lambda-a", "lambda-b"]
 
 
@@ -253,7 +253,7 @@ def test_triggers_registered_in_the_same_millisecond_run_in_registration_order(w
         registry.register_trigger(
             RegisterTriggerInput(type="stream", function_id=function_id, config={"stream_name": "chat"}, id=trigger_id)
         )
-    world.dispatcher().dispatch(change(), "change-1")
+    world.stream_triggers().run(change(), "change-1")
     assert world.queued() == ["lambda-c", "lambda-a"]
 
 
@@ -266,14 +266,14 @@ def test_only_matching_stream_triggers_run(world: World) -> None:
     world.trigger("t-miss-item", "stream", "miss", stream_name="chat", item_id="msg-2")
     world.trigger("t-join", "stream:join", "join")
     world.trigger("t-leave", "stream:leave", "leave")
-    assert world.dispatcher().dispatch(change(), "change-1") == 1
+    assert world.stream_triggers().run(change(), "change-1") == 1
     assert world.queued() == ["lambda-hit"]
     assert world.invoker.calls == []
     assert world.ledger.status == {("change-1", "t-hit"): "done"}  # nothing claimed for what does not match
 
 
 def test_no_triggers_dispatches_nothing(world: World) -> None:
-    assert world.dispatcher().dispatch(change(), "change-1") == 0
+    assert world.stream_triggers().run(change(), "change-1") == 0
     assert world.invoker.async_calls == [] and world.ledger.status == {}
 
 
@@ -282,12 +282,12 @@ def test_a_redelivered_change_invokes_each_handler_once(world: World) -> None:
         world.fn(name)
     world.trigger("t-a", "stream", "a", stream_name="chat")
     world.trigger("t-b", "stream", "b", stream_name="chat")
-    dispatcher = world.dispatcher()
-    assert dispatcher.dispatch(change(), "change-1") == 2
-    assert dispatcher.dispatch(change(), "change-1") == 0  # the same batch, redelivered
-    assert world.dispatcher().dispatch(change(), "change-1") == 0  # ... even to another container
+    triggers = world.stream_triggers()
+    assert triggers.run(change(), "change-1") == 2
+    assert triggers.run(change(), "change-1") == 0  # the same batch, redelivered
+    assert world.stream_triggers().run(change(), "change-1") == 0  # ... even to another container
     assert world.queued() == ["lambda-a", "lambda-b"]
-    assert dispatcher.dispatch(change(kind="update"), "change-2") == 2  # another change fires again
+    assert triggers.run(change(kind="update"), "change-2") == 2  # another change fires again
     assert world.queued() == ["lambda-a", "lambda-b", "lambda-a", "lambda-b"]
 
 
@@ -302,12 +302,12 @@ def test_a_condition_returning_false_skips_the_handler(world: World) -> None:
     world.fn("cond", cond)
     world.trigger("t-1", "stream", "handler", stream_name="chat", condition_function_id="cond")
     target = change()
-    assert world.dispatcher().dispatch(target, "change-1") == 0
+    assert world.stream_triggers().run(target, "change-1") == 0
     assert world.invoker.async_calls == []
     assert seen == [target.message()]  # the condition gets the handler's payload
     assert world.called() == ["lambda-cond"]
     # The decision is final: a redelivery neither asks the condition again nor runs the handler.
-    assert world.dispatcher().dispatch(target, "change-1") == 0
+    assert world.stream_triggers().run(target, "change-1") == 0
     assert world.called() == ["lambda-cond"]
 
 
@@ -320,7 +320,7 @@ def test_only_the_json_boolean_false_skips(world: World, answer: Any) -> None:
     world.fn("handler")
     world.fn("cond", lambda payload: answer)
     world.trigger("t-1", "stream", "handler", stream_name="chat", condition_function_id="cond")
-    assert world.dispatcher().dispatch(change(), "change-1") == 1
+    assert world.stream_triggers().run(change(), "change-1") == 1
     assert world.queued() == ["lambda-handler"]
 
 
@@ -331,7 +331,7 @@ def test_a_failing_condition_skips_the_handler_without_raising(world: World, cap
     world.trigger("t-1", "stream", "handler", stream_name="chat", condition_function_id="cond")
     world.trigger("t-2", "stream", "other", stream_name="chat")
     with caplog.at_level(logging.WARNING, logger="iii_stream.core.triggers"):
-        assert world.dispatcher().dispatch(change(), "change-1") == 1
+        assert world.stream_triggers().run(change(), "change-1") == 1
     assert world.queued() == ["lambda-other"]
     assert any("cond" in record.getMessage() and "t-1" in record.getMessage() for record in caplog.records)
 
@@ -343,15 +343,15 @@ def test_a_handler_that_cannot_be_queued_raises_and_a_retry_resumes_from_it(worl
     world.trigger("t-b", "stream", "b", stream_name="chat")
     world.trigger("t-c", "stream", "c", stream_name="chat")
     world.invoker.queue_failures.add("lambda-b")
-    dispatcher = world.dispatcher()
+    triggers = world.stream_triggers()
     with pytest.raises(FunctionFailedError):
-        dispatcher.dispatch(change(), "change-1")
+        triggers.run(change(), "change-1")
     assert world.queued() == ["lambda-a", "lambda-c"]  # the failure did not stop the triggers after it
     assert ("change-1", "t-b") not in world.ledger.status  # its claim was released
     assert world.ledger.status[("change-1", "t-a")] == "done"
     # The batch is retried once the function can be queued again: only b runs.
     world.invoker.queue_failures.clear()
-    assert dispatcher.dispatch(change(), "change-1") == 1
+    assert triggers.run(change(), "change-1") == 1
     assert world.queued() == ["lambda-a", "lambda-c", "lambda-b"]  # a and c were not invoked a second time
     assert set(world.ledger.status.values()) == {"done"}
 
@@ -360,7 +360,7 @@ def test_a_claim_left_by_a_dead_attempt_is_taken_again(world: World) -> None:
     world.fn("a")
     world.trigger("t-a", "stream", "a", stream_name="chat")
     assert world.ledger.claim("change-1", "t-a")  # an attempt that died before invoking
-    assert world.dispatcher().dispatch(change(), "change-1") == 1
+    assert world.stream_triggers().run(change(), "change-1") == 1
     assert world.queued() == ["lambda-a"]
 
 
@@ -371,10 +371,10 @@ def test_a_handler_that_always_fails_does_not_block_the_triggers_after_it(world:
     world.trigger("t-b", "stream", "b", stream_name="chat")
     world.trigger("t-c", "stream", "c", stream_name="chat")
     world.invoker.queue_failures.add("lambda-b")  # for good
-    dispatcher = world.dispatcher()
+    triggers = world.stream_triggers()
     for _ in range(6):  # the first attempt and MaximumRetryAttempts (5) retries
         with contextlib.suppress(FunctionFailedError):
-            dispatcher.dispatch(change(), "change-1")
+            triggers.run(change(), "change-1")
     assert world.queued() == ["lambda-a", "lambda-c"]
 
 
@@ -391,10 +391,10 @@ def test_the_cache_reads_the_store_once_per_ttl(world: World) -> None:
 
     monotonic = Monotonic()
     cache = TriggerCache(store, ttl_seconds=10.0, monotonic=monotonic)
-    dispatcher = StreamDispatcher(cache, world.invoker, world.ledger)
+    triggers = StreamTriggers(cache, world.invoker, world.ledger)
     before = reads()
     for n in range(5):
-        dispatcher.dispatch(change(), f"change-{n}")
+        triggers.run(change(), f"change-{n}")
         assert cache.target("a") == "lambda-a"
         assert [t.trigger_id for t in cache.of_type("stream")] == ["t-a"]
     assert reads() == (before[0] + 1, before[1] + 1)

@@ -42,10 +42,9 @@ class ConnectionsApiPoster:
         try:
             self._client.get_connection(ConnectionId=connection_id)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "GoneException" or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410:
+            if _gone(exc):
                 return False
-            raise PostError(f"{code or 'ClientError'} checking {connection_id}") from exc
+            raise PostError(f"{_code(exc) or 'ClientError'} checking {connection_id}") from exc
         except BotoCoreError as exc:
             raise PostError(f"{type(exc).__name__} checking {connection_id}: {exc}") from exc
         return True
@@ -56,12 +55,21 @@ class ConnectionsApiPoster:
                 self._client.post_to_connection(ConnectionId=connection_id, Data=data)
                 return
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code == "GoneException" or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410:
+                if _gone(exc):
                     raise ConnectionGoneError(connection_id) from exc
+                code = _code(exc)
                 if code not in _RETRYABLE or attempt == _ATTEMPTS:
                     raise PostError(f"{code or 'ClientError'} posting to {connection_id}") from exc
             except BotoCoreError as exc:
                 if attempt == _ATTEMPTS:
                     raise PostError(f"{type(exc).__name__} posting to {connection_id}: {exc}") from exc
             self._sleep(_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _gone(exc: ClientError) -> bool:
+    """A 410: API Gateway no longer holds the connection."""
+    return _code(exc) == "GoneException" or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410

@@ -1,4 +1,4 @@
-"""What every DynamoDB adapter shares: the one place botocore errors become StoreError, and attribute helpers."""
+"""What every DynamoDB adapter shares: the one place botocore errors become ours, and attribute helpers."""
 
 from __future__ import annotations
 
@@ -8,27 +8,25 @@ from typing import Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iii_stream.core.errors import StoreError
+from iii_stream.core.errors import ConflictError, StoreError
 
 CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
 
 @contextmanager
 def mapped_errors() -> Iterator[None]:
-    """Translate botocore failures into StoreError (the cause stays attached)."""
+    """A failed condition becomes ConflictError (with the record DynamoDB returned, if any); any other
+    botocore failure becomes StoreError. The botocore exception stays attached as the cause."""
     try:
         yield
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        raise StoreError(f"{error.get('Code', 'ClientError')}: {error.get('Message', '')}") from exc
+        code, message = error.get("Code", "ClientError"), error.get("Message", "")
+        if code == CONDITION_FAILED:
+            raise ConflictError(f"{code}: {message}", exc.response.get("Item")) from exc
+        raise StoreError(f"{code}: {message}") from exc
     except BotoCoreError as exc:
         raise StoreError(str(exc)) from exc
-
-
-def is_condition_failure(exc: BaseException) -> bool:
-    """Did a conditional write fail its condition (directly, or as the cause of a StoreError)?"""
-    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
-    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == CONDITION_FAILED
 
 
 def s(value: str) -> dict[str, str]:

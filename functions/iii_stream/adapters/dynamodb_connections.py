@@ -1,10 +1,10 @@
 """The ConnectionStore port on DynamoDB (the Connections table of template.yaml).
 
-Two kinds of records share the table:
-- a connection: ``pk`` = ``C`` + connection id, ``sk`` = ``C``; its auth ``context`` (JSON text) and
-  ``subs``, a map of subscription id -> ``[stream_name, group_id, item_id]`` (JSON text);
-- a subscription: ``pk`` = ``G`` + JSON ``[stream_name, group_id]``, ``sk`` = connection id + ``#`` +
-  subscription id; so one strongly consistent Query finds every subscriber of a group.
+Two kinds of records share the table (their keys: ``adapters/keys.py``; their rows: ``connection_row`` and
+``subscription_row`` below):
+- a connection: its auth ``context`` (JSON text), ``subs``, a map of subscription id ->
+  ``[stream_name, group_id, item_id]`` (JSON text), and when the sweeper checks it;
+- a subscription, in its group's partition: so one strongly consistent Query finds every subscriber of a group.
 Removing a subscription row with ``ReturnValues=ALL_OLD`` decides who fires its leave: only the
 caller that actually deleted it gets the row back, so racing clean-ups never fire a leave twice.
 """
@@ -16,35 +16,62 @@ import time
 import zlib
 from typing import Any, Final
 
-from iii_stream.adapters.dynamodb_common import is_condition_failure, mapped_errors, s
-from iii_stream.core.errors import StoreError
+from iii_stream.adapters import keys
+from iii_stream.adapters.dynamodb_common import mapped_errors, n, s
+from iii_stream.core.errors import ConflictError
 from iii_stream.core.frames import dumps
+from iii_stream.core.limits import API_GATEWAY_IDLE_TIMEOUT_MS
 from iii_stream.core.ports import Connection, Subscription, SyncMark
 
 # API Gateway closes every connection after 2 hours; records outlive it by a day, then DynamoDB TTL sweeps them.
 RECORD_TTL_SECONDS: Final = 2 * 3600 + 24 * 3600
-_CONNECTION_SORT: Final = "C"
 # The sweeper's index (by_due): connections spread over a few partitions, sorted by when to check them.
 DUE_INDEX: Final = "by_due"
 SWEEP_BUCKETS: Final = 8
-FIRST_CHECK_MS: Final = 10 * 60 * 1000  # API Gateway's idle timeout
+FIRST_CHECK_MS: Final = API_GATEWAY_IDLE_TIMEOUT_MS
+
+_connection_key = keys.connection_key
+_subscription_key = keys.subscription_key
 
 
-def _connection_key(connection_id: str) -> dict[str, Any]:
-    return {"pk": s("C" + connection_id), "sk": s(_CONNECTION_SORT)}
+def connection_row(connection: Connection) -> dict[str, Any]:
+    """The connection's record, as save_connection writes it."""
+    row = {
+        **_connection_key(connection.connection_id),
+        "connected_at": n(connection.connected_at),
+        "subs": {"M": {}},
+        "expires_at": n(connection.connected_at // 1000 + RECORD_TTL_SECONDS),
+        "sweep_bucket": s(_bucket(connection.connection_id)),
+        "due_at": n(connection.connected_at + FIRST_CHECK_MS),
+    }
+    if connection.context is not None:
+        row["context"] = s(dumps(connection.context))
+    return row
 
 
-def _group_partition(stream_name: str, group_id: str) -> str:
-    return "G" + json.dumps([stream_name, group_id], ensure_ascii=False, separators=(",", ":"))
+def subscription_row(subscription: Subscription, expires_at: int) -> dict[str, Any]:
+    """A subscription's record, as add_subscription writes it (``expires_at``: epoch seconds)."""
+    row = {
+        **_subscription_key(
+            subscription.connection_id, subscription.subscription_id, subscription.stream_name, subscription.group_id
+        ),
+        "expires_at": n(expires_at),
+    }
+    if subscription.item_id is not None:
+        row["item_id"] = s(subscription.item_id)
+    if subscription.context is not None:
+        row["context"] = s(dumps(subscription.context))
+    return row
 
 
-def _subscription_key(connection_id: str, subscription_id: str, stream_name: str, group_id: str) -> dict[str, Any]:
-    return {"pk": s(_group_partition(stream_name, group_id)), "sk": s(f"{connection_id}#{subscription_id}")}
+def subs_entry(subscription: Subscription) -> dict[str, str]:
+    """The subscription's entry in its connection's ``subs`` map."""
+    return s(dumps([subscription.stream_name, subscription.group_id, subscription.item_id]))
 
 
 def _subscription_from_row(raw: dict[str, Any]) -> Subscription:
-    connection_id, _, subscription_id = raw["sk"]["S"].partition("#")
-    stream_name, group_id = json.loads(raw["pk"]["S"][1:])
+    connection_id, subscription_id = keys.parse_subscription_sort(raw["sk"]["S"])
+    _, stream_name, group_id = keys.parse_partition(raw["pk"]["S"])
     context = json.loads(raw["context"]["S"]) if "context" in raw else None
     item_id = raw["item_id"]["S"] if "item_id" in raw else None
     return Subscription(connection_id, subscription_id, stream_name, group_id, item_id, context)
@@ -56,18 +83,8 @@ class DynamoConnectionStore:
         self._table = table_name
 
     def save_connection(self, connection: Connection) -> None:
-        item = {
-            **_connection_key(connection.connection_id),
-            "connected_at": {"N": str(connection.connected_at)},
-            "subs": {"M": {}},
-            "expires_at": {"N": str(connection.connected_at // 1000 + RECORD_TTL_SECONDS)},
-            "sweep_bucket": s(_bucket(connection.connection_id)),
-            "due_at": {"N": str(connection.connected_at + FIRST_CHECK_MS)},
-        }
-        if connection.context is not None:
-            item["context"] = s(dumps(connection.context))
         with mapped_errors():
-            self._client.put_item(TableName=self._table, Item=item)
+            self._client.put_item(TableName=self._table, Item=connection_row(connection))
 
     def get_connection(self, connection_id: str) -> Connection | None:
         with mapped_errors():
@@ -80,7 +97,7 @@ class DynamoConnectionStore:
         return Connection(connection_id, int(raw["connected_at"]["N"]), context)
 
     def add_subscription(self, subscription: Subscription) -> bool:
-        entry = dumps([subscription.stream_name, subscription.group_id, subscription.item_id])
+        entry = subs_entry(subscription)
         try:
             with mapped_errors():
                 response = self._client.update_item(
@@ -89,29 +106,14 @@ class DynamoConnectionStore:
                     UpdateExpression="SET subs.#sid = :entry",
                     ConditionExpression="attribute_exists(pk)",
                     ExpressionAttributeNames={"#sid": subscription.subscription_id},
-                    ExpressionAttributeValues={":entry": s(entry)},
+                    ExpressionAttributeValues={":entry": entry},
                     ReturnValues="UPDATED_OLD",
                 )
-        except StoreError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
+        except ConflictError:
+            return False
         replaced = response.get("Attributes", {}).get("subs", {}).get("M", {}).get(subscription.subscription_id)
-        row = {
-            **_subscription_key(
-                subscription.connection_id,
-                subscription.subscription_id,
-                subscription.stream_name,
-                subscription.group_id,
-            ),
-            "expires_at": {"N": str(_expiry_from_now())},
-        }
-        if subscription.item_id is not None:
-            row["item_id"] = s(subscription.item_id)
-        if subscription.context is not None:
-            row["context"] = s(dumps(subscription.context))
         with mapped_errors():
-            self._client.put_item(TableName=self._table, Item=row)
+            self._client.put_item(TableName=self._table, Item=subscription_row(subscription, _expiry_from_now()))
         if replaced is not None:
             stream_name, group_id, _ = json.loads(replaced["S"])
             if (stream_name, group_id) != (subscription.stream_name, subscription.group_id):
@@ -129,10 +131,8 @@ class DynamoConnectionStore:
                     ExpressionAttributeNames={"#sid": subscription_id},
                     ReturnValues="UPDATED_OLD",
                 )
-        except StoreError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
+        except ConflictError:
+            return None
         entry = response.get("Attributes", {}).get("subs", {}).get("M", {}).get(subscription_id)
         if entry is None:
             return None
@@ -160,14 +160,16 @@ class DynamoConnectionStore:
             "KeyConditionExpression": "pk = :pk",
             "ConsistentRead": True,
             "ProjectionExpression": "sk, item_id, synced",
-            "ExpressionAttributeValues": {":pk": s(_group_partition(stream_name, group_id))},
+            "ExpressionAttributeValues": {
+                ":pk": s(keys.group_partition(keys.SUBSCRIPTION_TAG, stream_name, group_id))
+            },
         }
         found: list[Subscription] = []
         while True:
             with mapped_errors():
                 page = self._client.query(**request)
             for raw in page.get("Items", []):
-                connection_id, _, subscription_id = raw["sk"]["S"].partition("#")
+                connection_id, subscription_id = keys.parse_subscription_sort(raw["sk"]["S"])
                 item_id = raw["item_id"]["S"] if "item_id" in raw else None
                 synced = _sync_mark(raw["synced"]["S"]) if "synced" in raw else None
                 found.append(Subscription(connection_id, subscription_id, stream_name, group_id, item_id, None, synced))
@@ -188,9 +190,8 @@ class DynamoConnectionStore:
                     ConditionExpression="attribute_exists(pk)",
                     ExpressionAttributeValues={":mark": s(dumps({"read_at": mark.read_at, "recent": mark.recent}))},
                 )
-        except StoreError as exc:
-            if not is_condition_failure(exc):  # already removed (a racing leave): nothing to mark
-                raise
+        except ConflictError:
+            pass  # already removed (a racing leave): nothing to mark
 
     def due_connections(self, now_ms: int, limit: int) -> list[str]:
         found: list[str] = []
@@ -203,7 +204,7 @@ class DynamoConnectionStore:
                     KeyConditionExpression="sweep_bucket = :b AND due_at <= :now",
                     ExpressionAttributeValues={":b": s(f"b{bucket}"), ":now": {"N": str(now_ms)}},
                 )
-            found.extend(raw["pk"]["S"][1:] for raw in page.get("Items", []))
+            found.extend(keys.parse_connection_key(raw["pk"]["S"]) for raw in page.get("Items", []))
         return found
 
     def postpone(self, connection_id: str, due_at_ms: int) -> None:
@@ -216,9 +217,8 @@ class DynamoConnectionStore:
                     ConditionExpression="attribute_exists(pk)",
                     ExpressionAttributeValues={":due": {"N": str(due_at_ms)}},
                 )
-        except StoreError as exc:
-            if not is_condition_failure(exc):
-                raise
+        except ConflictError:
+            pass  # the connection is already gone
 
     def _delete_row(
         self, connection_id: str, subscription_id: str, stream_name: str, group_id: str

@@ -1,6 +1,6 @@
 """The ItemStore port on a DynamoDB table (the Items table of template.yaml).
 
-Item attributes: ``pk``, ``sk`` (see item_keys), ``kind`` ("item" or "event"), ``data`` (the value's
+Item attributes: ``pk``, ``sk`` (see keys), ``kind`` ("item" or "event"), ``data`` (the value's
 JSON text, so any JSON survives exactly), ``version`` and ``ts`` (strictly increasing per item),
 ``expires_at`` (optional, epoch seconds, the table's TTL attribute), and for items the sparse
 ``by_stream`` index keys ``stream_key``/``group_key``.
@@ -12,10 +12,8 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
-
-from iii_stream.adapters import item_keys as keys
-from iii_stream.adapters.dynamodb_common import is_condition_failure, mapped_errors, n, s
+from iii_stream.adapters import keys
+from iii_stream.adapters.dynamodb_common import mapped_errors, n, s
 from iii_stream.core.errors import ConflictError, StoreError
 from iii_stream.core.ports import ItemAddress, StoredItem, StreamEvent
 
@@ -29,14 +27,6 @@ _PUT_ATTEMPTS: Final = 8
 # A deleted item leaves a tombstone this long, so a re-created item's timestamps continue after the delete.
 TOMBSTONE_TTL_SECONDS: Final = 3600
 _GROUP_PAGE: Final = 25
-
-
-class _NewerWrite(Exception):
-    """The conditional put met an item whose ts is not older than ours (or whose version moved on)."""
-
-    def __init__(self, current: StoredItem | None) -> None:
-        super().__init__("a newer write holds this item")
-        self.current = current
 
 
 def _to_item(raw: dict[str, Any] | None) -> StoredItem | None:
@@ -102,11 +92,10 @@ class DynamoItemStore:
         ts, guard = now_ms, None
         for _ in range(_PUT_ATTEMPTS):
             try:
-                with mapped_errors():
-                    return self._put_once(address, data, ts, expires_at, guard)
-            except _NewerWrite as newer:
+                return self._put_once(address, data, ts, expires_at, guard)
+            except ConflictError as newer:
                 # The stored ts is not older than our clock: go one ms past it, guarded on its version.
-                current = newer.current
+                current = _to_item(newer.current)
                 ts, guard = (max(now_ms, current.ts + 1), current.version) if current else (now_ms, None)
         raise StoreError("the item kept changing while it was being written")
 
@@ -150,10 +139,9 @@ class DynamoItemStore:
         ts, guard = now_ms, None
         for _ in range(_PUT_ATTEMPTS):
             try:
-                with mapped_errors():
-                    return self._tombstone(address, ts, guard)
-            except _NewerWrite as newer:
-                current = newer.current
+                return self._tombstone(address, ts, guard)
+            except ConflictError as newer:
+                current = _to_item(newer.current)
                 if current is None or current.deleted:
                     return None
                 ts, guard = max(now_ms, current.ts + 1), current.version
@@ -170,8 +158,8 @@ class DynamoItemStore:
     def _stamped_update(
         self, address: ItemAddress, expression: str, condition: str, values: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """One conditional UpdateItem; the previous attributes, or _NewerWrite with what is stored."""
-        try:
+        """One conditional UpdateItem; the previous attributes, or ConflictError holding what is stored."""
+        with mapped_errors():
             response = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(address),
@@ -182,10 +170,6 @@ class DynamoItemStore:
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-            raise _NewerWrite(_to_item(exc.response.get("Item"))) from exc
         attributes: dict[str, Any] | None = response.get("Attributes")
         return attributes
 
@@ -198,14 +182,8 @@ class DynamoItemStore:
                 "ExpressionAttributeNames": {"#version": "version"},
                 "ExpressionAttributeValues": {":expected": n(expected_version)},
             }
-        try:
-            with mapped_errors():
-                self._client.put_item(TableName=self._table, Item=self._item_attributes(address, item), **guard)
-        except StoreError as exc:
-            cause = exc.__cause__
-            if is_condition_failure(exc):
-                raise ConflictError("the item changed since it was read") from cause
-            raise
+        with mapped_errors():  # a failed guard: ConflictError
+            self._client.put_item(TableName=self._table, Item=self._item_attributes(address, item), **guard)
 
     def group_items(self, stream_name: str, group_id: str, now_ms: int) -> Iterator[tuple[str, StoredItem]]:
         request: dict[str, Any] = {

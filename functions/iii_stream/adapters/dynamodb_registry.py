@@ -1,4 +1,4 @@
-"""The RegistryStore and DispatchLedger ports on DynamoDB (the Triggers table of template.yaml).
+"""The RegistryStore and TriggerLedger ports on DynamoDB (the Triggers table of template.yaml).
 
 - functions: ``pk`` = ``F``, ``sk`` = function id; ``target``, ``description``;
 - triggers: ``pk`` = ``T``, ``sk`` = trigger id; ``record`` (the trigger as JSON text);
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from iii_stream.adapters.dynamodb_common import is_condition_failure, mapped_errors, s
-from iii_stream.core.errors import StoreError
+from iii_stream.adapters.dynamodb_common import mapped_errors, s
+from iii_stream.core.errors import ConflictError
 from iii_stream.core.registry import FunctionRecord, TriggerRecord
 
 CLAIM_TTL_SECONDS: Final = 24 * 3600
@@ -82,7 +82,7 @@ class DynamoRegistryStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-class DynamoDispatchLedger:
+class DynamoTriggerLedger:
     """Claims are conditional writes: a pair marked done is never taken again within a day."""
 
     def __init__(self, client: Any, table_name: str) -> None:
@@ -108,10 +108,8 @@ class DynamoDispatchLedger:
                     ExpressionAttributeNames={"#status": "status"},
                     ExpressionAttributeValues={":claimed": s("claimed")},
                 )
-        except StoreError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
+        except ConflictError:
+            return False
         return True
 
     def complete(self, change_id: str, trigger_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iii_stream.adapters import item_keys as keys
+from iii_stream.adapters import keys
 from iii_stream.core.changes import Change, ChangeKind
 
 

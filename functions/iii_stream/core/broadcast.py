@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from iii_stream.core.changes import Change
+from iii_stream.core.disconnect import Disconnector
 from iii_stream.core.errors import ConnectionGoneError, PostError
 from iii_stream.core.ports import ConnectionStore, Poster, Subscription
 
 log = logging.getLogger(__name__)
-
-Disconnect = Callable[[str, list[Subscription]], object]
 
 
 @dataclass
@@ -30,11 +28,11 @@ class BroadcastService:
     """Finds a change's subscribers with one keyed query per (stream, group) per batch, then posts."""
 
     def __init__(
-        self, connections: ConnectionStore, poster: Poster, disconnect: Disconnect, max_workers: int = 64
+        self, connections: ConnectionStore, poster: Poster, disconnector: Disconnector, max_workers: int = 64
     ) -> None:
         self._connections = connections
         self._poster = poster
-        self._disconnect = disconnect
+        self._disconnector = disconnector
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="post")
         self._subscribers: dict[tuple[str, str], list[Subscription]] = {}
 
@@ -79,7 +77,7 @@ class BroadcastService:
 
     def _forget(self, connection_id: str, known: list[Subscription]) -> None:
         """A 410: the connection is gone; remove it (its leaves fire once) and stop posting to it this batch."""
-        self._disconnect(connection_id, known)
+        self._disconnector.disconnect(connection_id, known)
         for key, subscribers in self._subscribers.items():
             self._subscribers[key] = [s for s in subscribers if s.connection_id != connection_id]
 

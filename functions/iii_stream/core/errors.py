@@ -1,7 +1,9 @@
-"""The error hierarchy of the stream functions.
+"""Every error the package raises on purpose, under one root: a wire ``code`` and a ``message``.
 
-Every error carries the wire ``code`` and ``message`` of the original iii engine's ErrorBody,
-so a caller sees ``{"code": ..., "message": ...}`` exactly as upstream sends it.
+``StreamError`` and its subclasses are what a function's caller sees, exactly as the original iii
+engine's ErrorBody (``{"code": ..., "message": ...}``); the router turns them into the result. The
+others stay inside: adapters raise them, the core decides what they mean (a 410 removes a
+connection, a conflict retries a write) and each edge logs what is left with its code.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 
-class StreamError(Exception):
-    """A stream function failed; ``code`` and ``message`` are what the caller sees."""
+class IiiStreamError(Exception):
+    """The root: a stable ``code`` and a human ``message``."""
 
-    code = "STREAM_ERROR"
+    code = "IIIS_ERROR"
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -23,8 +25,17 @@ class StreamError(Exception):
     def to_body(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
 
+    def __str__(self) -> str:
+        return self.message
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class StreamError(IiiStreamError):
+    """A function failed; ``code`` and ``message`` are what the caller sees."""
+
+    code = "STREAM_ERROR"
 
 
 class DeserializationError(StreamError):
@@ -39,6 +50,12 @@ class FunctionNotFoundError(StreamError):
     code = "function_not_found"
 
 
+class InvalidInvocationError(StreamError):
+    """The Lambda event is not ``{"function_id": "...", "payload": {...}}``."""
+
+    code = "invalid_invocation"
+
+
 class PayloadTooLargeError(StreamError):
     """The item or event would not fit in one API Gateway WebSocket message (128 KB)."""
 
@@ -51,25 +68,54 @@ class NameTooLongError(StreamError):
     code = "STREAM_NAME_TOO_LONG"
 
 
-class StoreError(Exception):
-    """The item store failed (raised by adapters, mapped to a STREAM_*_ERROR by the service)."""
+class StoreError(IiiStreamError):
+    """A table failed (raised by adapters; the service maps it to its STREAM_*_ERROR)."""
+
+    code = "STORE_ERROR"
 
 
 class ConflictError(StoreError):
-    """A conditional write lost a race: the item changed since it was read."""
+    """A conditional write lost: the record changed (or appeared, or vanished) since it was read.
+
+    ``current`` holds the record as DynamoDB returned it with the failure, when the request asked for it.
+    """
+
+    code = "CONFLICT"
+
+    def __init__(self, message: str, current: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.current = current
 
 
-class ConnectionGoneError(Exception):
+class ConnectionGoneError(IiiStreamError):
     """The WebSocket connection no longer exists (HTTP 410 from @connections)."""
+
+    code = "GONE"
 
     def __init__(self, connection_id: str) -> None:
         super().__init__(f"connection {connection_id} is gone")
         self.connection_id = connection_id
 
 
-class PostError(Exception):
+class PostError(IiiStreamError):
     """Delivering a frame failed for a reason that may pass (throttling, a 5xx) after retries."""
 
+    code = "POST_FAILED"
 
-class FunctionFailedError(Exception):
+
+class FunctionFailedError(IiiStreamError):
     """A user function (auth, join gate, trigger handler) raised, timed out or could not be called."""
+
+    code = "FUNCTION_FAILED"
+
+
+class BadFrameError(IiiStreamError):
+    """A client frame the protocol does not know (ignored, never fatal)."""
+
+    code = "BAD_FRAME"
+
+
+class SettingsError(IiiStreamError):
+    """A required setting is missing or malformed."""
+
+    code = "SETTINGS_ERROR"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-# API Gateway refuses WebSocket messages over 128 KB (and PostToConnection bodies over 131072 bytes).
-MAX_MESSAGE_BYTES: Final = 131072
 # Widest timestamp we budget for when sizing a frame before it exists (ms epoch until year 2286).
 _TIMESTAMP_WIDTH: Final = 13
 

@@ -210,7 +210,7 @@ class FunctionInvoker(Protocol):
         ...
 
 
-class DispatchLedger(Protocol):
+class TriggerLedger(Protocol):
     """Remembers which (change, trigger) pairs were dispatched, so a redelivered change fires nothing twice."""
 
     def claim(self, change_id: str, trigger_id: str) -> bool:

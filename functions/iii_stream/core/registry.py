@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from iii_stream.core.errors import StreamError
 from iii_stream.core.models import parse_input
 from iii_stream.core.ports import Clock
-
-if TYPE_CHECKING:
-    from iii_stream.core.dispatch import FunctionTable
+from iii_stream.core.router import Route, Router
 
 TRIGGER_TYPES = ("stream", "stream:join", "stream:leave")
 
@@ -215,11 +213,13 @@ def _trigger_view(record: TriggerRecord) -> dict[str, Any]:
     }
 
 
-REGISTRY_FUNCTIONS: Final[FunctionTable] = {
-    "registry::register_function": (FunctionRecord, RegistryService.register_function),
-    "registry::unregister_function": (FunctionIdInput, RegistryService.unregister_function),
-    "registry::list_functions": (NoInput, RegistryService.list_functions),
-    "registry::register_trigger": (RegisterTriggerInput, RegistryService.register_trigger),
-    "registry::unregister_trigger": (TriggerIdInput, RegistryService.unregister_trigger),
-    "registry::list_triggers": (NoInput, RegistryService.list_triggers),
-}
+REGISTRY_FUNCTIONS: Final = Router[RegistryService](
+    {
+        "registry::register_function": Route(FunctionRecord, RegistryService.register_function),
+        "registry::unregister_function": Route(FunctionIdInput, RegistryService.unregister_function),
+        "registry::list_functions": Route(NoInput, RegistryService.list_functions),
+        "registry::register_trigger": Route(RegisterTriggerInput, RegistryService.register_trigger),
+        "registry::unregister_trigger": Route(TriggerIdInput, RegistryService.unregister_trigger),
+        "registry::list_triggers": Route(NoInput, RegistryService.list_triggers),
+    }
+)

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from iii_stream.core import frames
 from iii_stream.core.errors import ConflictError, NameTooLongError, PayloadTooLargeError, StoreError, StreamError
+from iii_stream.core.limits import MAX_MESSAGE_BYTES, MAX_NAME_BYTES, name_bytes_over
 from iii_stream.core.models import (
     DeleteInput,
     GetInput,
@@ -21,12 +22,11 @@ from iii_stream.core.models import (
     UpdateInput,
 )
 from iii_stream.core.ports import Clock, ItemAddress, ItemStore, StoredItem, StreamEvent
+from iii_stream.core.router import Route, Router
 from iii_stream.core.update_ops import MISSING, apply_update_ops
 
 # How long a stream::send event record lives in the feed before DynamoDB TTL may sweep it.
 EVENT_TTL_SECONDS: Final = 300
-# The longest stream name, group id or item id, in UTF-8 bytes (DynamoDB key limits leave room for it).
-MAX_NAME_BYTES: Final = 512
 # Optimistic-concurrency attempts for stream::update before it reports contention.
 UPDATE_ATTEMPTS: Final = 64
 
@@ -42,8 +42,8 @@ def _store_errors(code: str, prefix: str) -> Iterator[None]:
 
 def _check_names(**names: str) -> None:
     for field, name in names.items():
-        size = len(name.encode("utf-8"))
-        if size > MAX_NAME_BYTES:
+        size = name_bytes_over(name)
+        if size is not None:
             what = field.replace("_", " ")
             raise NameTooLongError(f"The {what} is {size} bytes long; at most {MAX_NAME_BYTES} bytes are allowed.")
 
@@ -66,7 +66,7 @@ def _or_none(value: Any) -> Any:
 class StreamService:
     """The stream functions; every method takes a validated input model and returns plain JSON."""
 
-    def __init__(self, store: ItemStore, clock: Clock, max_message_bytes: int = frames.MAX_MESSAGE_BYTES) -> None:
+    def __init__(self, store: ItemStore, clock: Clock, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._store = store
         self._clock = clock
         self._max_bytes = max_message_bytes
@@ -189,3 +189,17 @@ class StreamService:
 def _expires_at(now_ms: int, ttl: int | None) -> int | None:
     """Epoch seconds (DynamoDB TTL's unit), rounded up so an item never expires early."""
     return None if ttl is None else math.ceil(now_ms / 1000) + ttl
+
+
+STREAM_FUNCTIONS: Final = Router[StreamService](
+    {
+        "stream::set": Route(SetInput, StreamService.set),
+        "stream::get": Route(GetInput, StreamService.get),
+        "stream::delete": Route(DeleteInput, StreamService.delete),
+        "stream::update": Route(UpdateInput, StreamService.update),
+        "stream::list": Route(ListInput, StreamService.list_items),
+        "stream::list_groups": Route(ListGroupsInput, StreamService.list_groups),
+        "stream::list_all": Route(ListAllInput, StreamService.list_all),
+        "stream::send": Route(SendInput, StreamService.send),
+    }
+)

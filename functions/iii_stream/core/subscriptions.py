@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from iii_stream.core import frames
-from iii_stream.core.errors import ConnectionGoneError, PostError
+from iii_stream.core.disconnect import Disconnector
+from iii_stream.core.errors import BadFrameError, ConnectionGoneError, PostError
+from iii_stream.core.limits import MAX_MESSAGE_BYTES
 from iii_stream.core.ports import (
     SYNC_WINDOW_MS,
     Clock,
@@ -21,13 +23,12 @@ from iii_stream.core.ports import (
     ItemAddress,
     ItemStore,
     JoinGate,
-    LeaveHook,
     Poster,
     StoredItem,
     Subscription,
     SyncMark,
 )
-from iii_stream.core.ws_frames import BadFrameError, SubscriptionData, parse_client_frame
+from iii_stream.core.ws_frames import SubscriptionData, parse_client_frame
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,6 @@ class AllowAll:
         return True
 
 
-class NoLeaveHandlers:
-    def left(self, subscription: Subscription) -> None:
-        log.debug("subscription %s left", subscription.subscription_id)
-
-
 class SubscriptionService:
     def __init__(
         self,
@@ -58,15 +54,15 @@ class SubscriptionService:
         poster: Poster,
         clock: Clock,
         gate: JoinGate | None = None,
-        leave_hook: LeaveHook | None = None,
-        max_message_bytes: int = frames.MAX_MESSAGE_BYTES,
+        disconnector: Disconnector | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._connections = connections
         self._items = items
         self._poster = poster
         self._clock = clock
         self._gate = gate or AllowAll()
-        self._leave_hook = leave_hook or NoLeaveHandlers()
+        self._disconnector = disconnector or Disconnector(connections)
         self._max_bytes = max_message_bytes
 
     def message(self, connection_id: str, body: Any) -> None:
@@ -92,7 +88,7 @@ class SubscriptionService:
         try:
             self._join(subscription)
         except ConnectionGoneError:
-            self.disconnect(connection_id)
+            self._disconnector.disconnect(connection_id)
         except PostError as exc:
             # The client would wait for a sync that never comes: end the subscription (its leave fires) instead.
             log.error("sync for %s on %s could not be delivered: %s", subscription.subscription_id, connection_id, exc)
@@ -126,16 +122,7 @@ class SubscriptionService:
             self._post(subscription, frame)
 
     def leave(self, connection_id: str, data: SubscriptionData) -> None:
-        removed = self._connections.remove_subscription(connection_id, data.subscription_id)
-        if removed is not None:
-            self._leave_hook.left(removed)
-
-    def disconnect(self, connection_id: str, known: list[Subscription] | None = None) -> list[Subscription]:
-        """Remove a connection (closed, gone or stale); each subscription gets exactly one leave."""
-        removed = self._connections.remove_connection(connection_id, known)
-        for subscription in removed:
-            self._leave_hook.left(subscription)
-        return removed
+        self._disconnector.leave(connection_id, data.subscription_id)
 
     def _post(self, subscription: Subscription, frame: dict[str, Any]) -> None:
         self._poster.post(subscription.connection_id, frames.dumps(frame).encode("utf-8"))

@@ -13,13 +13,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Final
 
+from iii_stream.core.disconnect import Disconnector
 from iii_stream.core.errors import PostError
+from iii_stream.core.limits import API_GATEWAY_IDLE_TIMEOUT_MS
 from iii_stream.core.ports import Clock, ConnectionStore, Poster
-from iii_stream.core.subscriptions import SubscriptionService
 
 log = logging.getLogger(__name__)
 
-RECHECK_MS: Final = 10 * 60 * 1000
+RECHECK_MS: Final = API_GATEWAY_IDLE_TIMEOUT_MS
 
 
 @dataclass
@@ -35,13 +36,13 @@ class Sweeper:
         self,
         connections: ConnectionStore,
         poster: Poster,
-        subscriptions: SubscriptionService,
+        disconnector: Disconnector,
         clock: Clock,
         batch_limit: int = 200,
     ) -> None:
         self._connections = connections
         self._poster = poster
-        self._subscriptions = subscriptions
+        self._disconnector = disconnector
         self._clock = clock
         self._limit = batch_limit
 
@@ -60,5 +61,5 @@ class Sweeper:
                 self._connections.postpone(connection_id, now + RECHECK_MS)
             else:
                 report.removed.append(connection_id)
-                report.leaves += len(self._subscriptions.disconnect(connection_id))
+                report.leaves += len(self._disconnector.disconnect(connection_id))
         return report

@@ -1,9 +1,9 @@
-"""Triggers at work: ``stream`` dispatch, the ``stream:join`` gate and ``stream:leave`` handlers.
+"""Triggers at work: ``stream`` triggers on each change, the ``stream:join`` gate and ``stream:leave`` handlers.
 
 The rules are the original's (section 6-7 of the spec): group/item filters where empty or missing
 means any, a condition function that skips the handler only on ``false`` or a failed call, the
 wrapper payload for ``stream`` and the snake_case payload for join/leave; plus ours: join/leave
-filters, fail-closed join handlers, and once-per-change dispatch.
+filters, fail-closed join handlers, and each handler run once per change.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from iii_stream.core.changes import Change
 from iii_stream.core.errors import FunctionFailedError
-from iii_stream.core.ports import DispatchLedger, FunctionInvoker, Subscription
+from iii_stream.core.ports import FunctionInvoker, Subscription, TriggerLedger
 from iii_stream.core.registry import LifecycleTriggerConfig, RegistryStore, StreamTriggerConfig, TriggerRecord
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,14 @@ class _Runner:
             return None
 
 
-class StreamDispatcher(_Runner):
+class StreamTriggers(_Runner):
     """Invokes every matching ``stream`` trigger's handler once per change, asynchronously."""
 
-    def __init__(self, cache: TriggerCache, invoker: FunctionInvoker, ledger: DispatchLedger) -> None:
+    def __init__(self, cache: TriggerCache, invoker: FunctionInvoker, ledger: TriggerLedger) -> None:
         super().__init__(cache, invoker)
         self._ledger = ledger
 
-    def dispatch(self, change: Change, change_id: str) -> int:
+    def run(self, change: Change, change_id: str) -> int:
         """Return how many handlers were invoked; raise FunctionFailedError (after trying every trigger) if any
         could not be queued, so the record is retried for those alone."""
         payload = change.message()

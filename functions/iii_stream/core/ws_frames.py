@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-# Names beyond this many UTF-8 bytes cannot be keys (see core/service.py MAX_NAME_BYTES).
-MAX_NAME_BYTES = 512
+from iii_stream.core.errors import BadFrameError
+from iii_stream.core.limits import MAX_NAME_BYTES, name_bytes_over
 
 
 def _short_enough(value: str) -> str:
-    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+    if name_bytes_over(value) is not None:
         raise ValueError(f"longer than {MAX_NAME_BYTES} bytes")
     return value
 
@@ -36,10 +36,6 @@ class ClientFrame(BaseModel):
 
     type: Literal["join", "leave"]
     data: SubscriptionData
-
-
-class BadFrameError(ValueError):
-    """The frame is not a join or leave the server understands (it is logged and ignored)."""
 
 
 def parse_client_frame(body: Any) -> ClientFrame:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from iii_stream.core import dispatch
-from iii_stream.core.service import StreamService
+from iii_stream.core.service import STREAM_FUNCTIONS, StreamService
 
 from tests.fakes import FixedClock, MemoryItemStore
+
+invoke = STREAM_FUNCTIONS.invoke
 
 KEY = {"stream_name": "s", "group_id": "g", "item_id": "i"}
 VALID: dict[str, dict[str, Any]] = {
@@ -48,7 +49,7 @@ def _missing_field_cases() -> list[Any]:
 def test_every_required_field_is_required(
     service: StreamService, store: MemoryItemStore, function_id: str, payload: dict[str, Any], field: str
 ) -> None:
-    response = dispatch.invoke(service, {"function_id": function_id, "payload": payload})
+    response = invoke(service, {"function_id": function_id, "payload": payload})
     assert response == {
         "error": {
             "code": "deserialization_error",
@@ -62,7 +63,7 @@ def test_every_required_field_is_required(
 @pytest.mark.parametrize("bad", [None, 1, True, [], {}])
 def test_names_must_be_strings(service: StreamService, store: MemoryItemStore, function_id: str, bad: Any) -> None:
     payload = VALID[function_id]
-    response = dispatch.invoke(service, {"function_id": function_id, "payload": {**payload, "stream_name": bad}})
+    response = invoke(service, {"function_id": function_id, "payload": {**payload, "stream_name": bad}})
     message = response["error"]["message"]
     assert response["error"]["code"] == "deserialization_error"
     assert message.startswith(f"Failed to deserialize input for {function_id}: invalid type: ")
@@ -72,44 +73,44 @@ def test_names_must_be_strings(service: StreamService, store: MemoryItemStore, f
 
 @pytest.mark.parametrize("function_id", sorted(VALID))
 def test_valid_inputs_succeed_and_extra_fields_are_ignored(service: StreamService, function_id: str) -> None:
-    response = dispatch.invoke(service, {"function_id": function_id, "payload": {**VALID[function_id], "x": 1}})
+    response = invoke(service, {"function_id": function_id, "payload": {**VALID[function_id], "x": 1}})
     assert "result" in response
 
 
 @pytest.mark.parametrize("payload", [None, [], "text", 3])
 def test_a_payload_that_is_not_an_object_is_a_deserialization_error(service: StreamService, payload: Any) -> None:
-    response = dispatch.invoke(service, {"function_id": "stream::get", "payload": payload})
+    response = invoke(service, {"function_id": "stream::get", "payload": payload})
     assert response["error"]["code"] == "deserialization_error"
     assert "expected an object" in response["error"]["message"]
 
 
 def test_send_id_is_optional_and_must_be_a_string(service: StreamService, store: MemoryItemStore) -> None:
-    assert dispatch.invoke(service, {"function_id": "stream::send", "payload": {**VALID["stream::send"], "id": None}})
-    bad = dispatch.invoke(service, {"function_id": "stream::send", "payload": {**VALID["stream::send"], "id": 5}})
+    assert invoke(service, {"function_id": "stream::send", "payload": {**VALID["stream::send"], "id": None}})
+    bad = invoke(service, {"function_id": "stream::send", "payload": {**VALID["stream::send"], "id": 5}})
     assert bad["error"]["message"].endswith("invalid type: integer `5`, expected a string at `id`")
     assert len(store.events) == 1
 
 
 def test_null_data_is_present_data(service: StreamService) -> None:
-    assert dispatch.invoke(service, {"function_id": "stream::set", "payload": VALID["stream::set"]}) == {
+    assert invoke(service, {"function_id": "stream::set", "payload": VALID["stream::set"]}) == {
         "result": {"old_value": None, "new_value": None}
     }
 
 
 def test_unknown_function(service: StreamService) -> None:
-    assert dispatch.invoke(service, {"function_id": "stream::nope", "payload": {}}) == {
+    assert invoke(service, {"function_id": "stream::nope", "payload": {}}) == {
         "error": {"code": "function_not_found", "message": "Function stream::nope not found."}
     }
 
 
 @pytest.mark.parametrize("event", [None, [], "stream::get", {"payload": {}}, {"function_id": 3}])
 def test_an_invocation_without_a_function_id_is_refused(service: StreamService, event: Any) -> None:
-    assert dispatch.invoke(service, event)["error"]["code"] == "invalid_invocation"
+    assert invoke(service, event)["error"]["code"] == "invalid_invocation"
 
 
 def test_update_op_errors_name_the_op_and_field(service: StreamService) -> None:
     payload = {**KEY, "ops": [{"type": "set", "path": "a"}, {"type": "increment", "path": "n", "by": "1"}]}
-    response = dispatch.invoke(service, {"function_id": "stream::update", "payload": payload})
+    response = invoke(service, {"function_id": "stream::update", "payload": payload})
     assert response["error"] == {
         "code": "deserialization_error",
         "message": "Failed to deserialize input for stream::update: invalid type: string '1', expected i64 at "
@@ -118,6 +119,6 @@ def test_update_op_errors_name_the_op_and_field(service: StreamService) -> None:
 
 
 def test_non_json_values_never_reach_the_store(service: StreamService, store: MemoryItemStore) -> None:
-    response = dispatch.invoke(service, {"function_id": "stream::set", "payload": {**KEY, "data": float("nan")}})
+    response = invoke(service, {"function_id": "stream::set", "payload": {**KEY, "data": float("nan")}})
     assert response["error"]["code"] == "STREAM_SET_ERROR"
     assert store.items == {}
