@@ -2,26 +2,41 @@
 
 Each scenario is timed call by call, and every call's DynamoDB requests are counted with a
 botocore hook on the handler's own client (``iii_stream.wiring.dynamodb_client()``).
+
+``set_overhead``: ``stream::set`` through ``stream_functions.handler`` against the very UpdateItem it sends,
+made bare with boto3 against the same in-process moto (captured from the handler's client, replayed with
+fresh keys), call for call, interleaved. ``subscriber_row_cpu_ms``: the broadcast's CPU per row of its
+subscriber Query (botocore's parse and the connection store's decode of a canned 10,000-row answer).
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import gc
+import json
 import os
+import statistics
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import boto3
+from botocore.awsrequest import AWSResponse
 from iii_stream import wiring
+from iii_stream.adapters import keys
+from iii_stream.adapters.dynamodb_common import n, s
+from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
 from moto import mock_aws
 
 from bench.fake_aws import FakeLambdaContext
 from bench.measure import Latency, RequestCounter, Requests
-from bench.scenarios import SCENARIOS, WARM_UP, Payload, Scenario
+from bench.scenarios import DATA, SCENARIOS, STREAM, WARM_UP, Payload, Scenario
 from infra.embedded_dynamodb import EmbeddedDynamoDB
 from infra.handlers import load_handler
 from infra.template import create_tables
@@ -143,3 +158,123 @@ def run_mode(mode: Mode, iterations: int) -> ModeResult:
         finally:
             wiring.reset()
     return ModeResult(mode.name, mode.description, iterations, operations)
+
+
+OVERHEAD_PAIRS: Final = 300
+OVERHEAD_WARM_UP: Final = 20
+OVERHEAD_GROUP: Final = "overhead"
+ROWS: Final = 10_000
+
+
+@dataclass(frozen=True)
+class SetOverhead:
+    """``stream::set`` through the handler against its own UpdateItem made bare with boto3 (medians, ms)."""
+
+    pairs: int
+    set_ms: float
+    bare_ms: float
+    ratio: float
+    set_requests: int  # the most DynamoDB requests one set made
+
+
+class _UpdateItemCapture:
+    """The parameters of the last UpdateItem the client was asked to send, as the caller gave them."""
+
+    def __init__(self, client: Any) -> None:
+        self.request: dict[str, Any] = {}
+        client.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._keep)
+
+    def _keep(self, params: dict[str, Any], **_: Any) -> None:
+        self.request = copy.deepcopy(params)
+
+
+def _bare_request(captured: dict[str, Any], item_id: str) -> dict[str, Any]:
+    """The captured UpdateItem for another item of the group, stamped now (its condition wants a newer ts)."""
+    request = copy.deepcopy(captured)
+    request["Key"] = {"pk": s(keys.item_partition(STREAM, OVERHEAD_GROUP)), "sk": s(keys.item_sort(item_id))}
+    request["ExpressionAttributeValues"][":ts"] = n(int(time.time() * 1000))
+    return request
+
+
+def _timed_ns(call: Callable[[], Any]) -> int:
+    started = time.perf_counter_ns()
+    call()
+    return time.perf_counter_ns() - started
+
+
+def set_overhead(pairs: int = OVERHEAD_PAIRS) -> SetOverhead:
+    """Median per-call time of ``stream::set`` (new items) over the median of its bare UpdateItem, interleaved."""
+    table = "iii-stream-bench-overhead"
+    with _in_process():
+        os.environ["ITEMS_TABLE"] = table
+        create_tables(boto3.client("dynamodb"), {"ItemsTable": table})
+        wiring.reset()
+        try:
+            handler, context = load_handler("stream_functions.handler"), FakeLambdaContext()
+            captured, counter = _UpdateItemCapture(wiring.dynamodb_client()), RequestCounter(wiring.dynamodb_client())
+            bare = boto3.client("dynamodb")
+
+            def ours(item_id: str) -> None:
+                payload = {"stream_name": STREAM, "group_id": OVERHEAD_GROUP, "item_id": item_id, "data": DATA}
+                response = handler({"function_id": "stream::set", "payload": payload}, context)
+                if "error" in response:
+                    raise RuntimeError(f"stream::set failed: {response['error']}")
+
+            for i in range(OVERHEAD_WARM_UP):
+                ours(f"warm-{i}")
+                bare.update_item(**_bare_request(captured.request, f"bare-warm-{i}"))
+            counter.take()
+            ours_ns: list[int] = []
+            bare_ns: list[int] = []
+            requests: list[int] = []
+            gc.collect()
+            for i in range(pairs):
+                request = _bare_request(captured.request, f"bare-{i}")
+                calls = [(ours_ns, partial(ours, f"ours-{i}")), (bare_ns, partial(bare.update_item, **request))]
+                for samples, call in calls if i % 2 else calls[::-1]:  # each goes first every other time
+                    samples.append(_timed_ns(call))
+                requests.append(sum(counter.take().values()))
+        finally:
+            wiring.reset()
+    set_ms, bare_ms = statistics.median(ours_ns) / 1e6, statistics.median(bare_ns) / 1e6
+    return SetOverhead(pairs, round(set_ms, 4), round(bare_ms, 4), round(set_ms / bare_ms, 4), max(requests))
+
+
+def _canned_query(body: bytes) -> Callable[..., AWSResponse]:
+    """A before-send answer: every Query gets ``body``, so botocore parses it as it would DynamoDB's."""
+
+    class _Raw:
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield body
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        response = AWSResponse(request.url, 200, {"content-type": "application/x-amz-json-1.0"}, _Raw())
+        response._content = body  # botocore reads .content
+        return response
+
+    return answer
+
+
+def subscriber_row_cpu_ms(rows: int = ROWS, repeats: int = 3) -> float:
+    """The broadcast's CPU (ms, this thread) per subscriber row of one Query page, median of ``repeats``."""
+    items = [
+        {"sk": keys.subscription_key(_connection_id(i), str(uuid.uuid4()), STREAM, "room")["sk"]} for i in range(rows)
+    ]
+    body = json.dumps({"Items": items, "Count": rows, "ScannedCount": rows}).encode()
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb.Query", _canned_query(body))
+    store = DynamoConnectionStore(client, "iii-stream-bench-connections")
+    store.subscribers(STREAM, "room")  # first use: the operation model, the parser
+    figures = []
+    for _ in range(repeats):
+        gc.collect()
+        started = time.thread_time()
+        found = store.subscribers(STREAM, "room")
+        figures.append((time.thread_time() - started) * 1000 / len(found))
+    client.close()
+    return round(statistics.median(figures), 5)
+
+
+def _connection_id(index: int) -> str:
+    """Shaped like API Gateway's: 16 characters of URL-safe base64 ending in '='."""
+    return base64.urlsafe_b64encode(index.to_bytes(11, "big")).decode()

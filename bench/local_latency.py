@@ -3,8 +3,6 @@ reaches every subscribed WebSocket client (1 and 100 subscribers), and sequentia
 
 Two clocks per frame: from the writer's call (``stream::set`` invoked through the Lambda endpoint) and
 from the write's own stamp (the ``timestamp`` the stream function gave the item, which the frame carries).
-And the floor under the 100-subscriber figure: the client CPU of one unmodified boto3
-``PostToConnection`` (the broadcast handler makes one per subscriber, as on AWS).
 
 The service runs as its own process (as ``make run`` starts it), on free loopback ports.
 """
@@ -13,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 import signal
 import socket
@@ -26,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -160,41 +157,6 @@ def _accept_posts(port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), _Accept).serve_forever()
 
 
-def post_client_cpu_ms(calls: int = 1000) -> float:
-    """Client CPU (ms) of one ``PostToConnection`` by an unmodified boto3 client, the server in another process."""
-    import boto3
-
-    port = _free_port()
-    server = multiprocessing.get_context("spawn").Process(target=_accept_posts, args=(port,), daemon=True)
-    server.start()
-    try:
-        client = boto3.client(
-            "apigatewaymanagementapi",
-            endpoint_url=f"http://127.0.0.1:{port}/local",
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.post_to_connection(ConnectionId="warm-up=", Data=b"{}")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        for _ in range(50):
-            client.post_to_connection(ConnectionId="warm-up=", Data=b"{}")
-        started = time.process_time()
-        for _ in range(calls):
-            client.post_to_connection(ConnectionId="abcdefghijklmnop=", Data=b'{"event":{"type":"update"}}')
-        return (time.process_time() - started) * 1000 / calls
-    finally:
-        server.terminate()
-        server.join(5)
-
-
 def _writes_per_second(client: Any, count: int = 200) -> float:
     started = time.perf_counter()
     for n in range(count):
@@ -202,7 +164,15 @@ def _writes_per_second(client: Any, count: int = 200) -> float:
     return count / (time.perf_counter() - started)
 
 
-def run(writes_1: int = 100, writes_100: int = 50) -> dict[str, Any]:
+WRITES_1: Final = 100
+WRITES_100: Final = 50
+WRITES_RATE: Final = 200
+
+
+def measure_once(
+    writes_1: int = WRITES_1, writes_100: int = WRITES_100, writes_rate: int = WRITES_RATE
+) -> dict[str, Any]:
+    """One run against a fresh ``iii-stream local``: the latency at 1 and at 100 subscribers, then writes/s."""
     from iii_stream.client import StreamClient
 
     local = LocalProcess()
@@ -213,43 +183,20 @@ def run(writes_1: int = 100, writes_100: int = 50) -> dict[str, Any]:
             asyncio.run(_latency(local, client, 1, writes_1)),
             asyncio.run(_latency(local, client, 100, writes_100)),
         ]
-        rate = _writes_per_second(client)
+        rate = _writes_per_second(client, writes_rate)
     finally:
         local.stop()
+    return {"latency": [result.__dict__ for result in results], "writes_per_second": rate}
+
+
+def figures(run: dict[str, Any]) -> dict[str, float]:
+    """A run's figures, by the keys of results.json."""
+    one, hundred = run["latency"]
     return {
-        "latency": [result.__dict__ for result in results],
-        "writes_per_second": rate,
-        "post_client_cpu_ms": post_client_cpu_ms(),
+        "local.write_to_frame_p50_ms_1": one["p50_ms"],
+        "local.write_to_frame_p99_ms_1": one["p99_ms"],
+        "local.write_to_frame_p50_ms_100": hundred["p50_ms"],
+        "local.write_to_frame_p99_ms_100": hundred["p99_ms"],
+        "local.stamp_to_frame_p50_ms_100": hundred["stamped_p50_ms"],
+        "local.writes_per_s": run["writes_per_second"],
     }
-
-
-def render(figures: dict[str, Any]) -> str:
-    lines = [
-        "Local service: write -> frame at every subscriber (ms; 'call' from the writer's stream::set call through",
-        "the Lambda endpoint, 'stamp' from the timestamp the stream function gave the write)",
-        f"{'subscribers':>11} {'writes':>6} {'call p50':>9} {'call p99':>9} {'call max':>9} "
-        f"{'stamp p50':>10} {'stamp p99':>10}  target (100 subs)",
-    ]
-    for row in figures["latency"]:
-        verdict = ""
-        if row["subscribers"] >= 100:
-            met = row["p50_ms"] <= 25 and row["p99_ms"] <= 100
-            verdict = ("TARGET MET" if met else "TARGET MISSED") + " (call p50 <= 25 ms, p99 <= 100 ms)"
-        lines.append(
-            f"{row['subscribers']:>11} {row['writes']:>6} {row['p50_ms']:>9.1f} {row['p99_ms']:>9.1f} "
-            f"{row['max_ms']:>9.1f} {row['stamped_p50_ms']:>10.1f} {row['stamped_p99_ms']:>10.1f}  {verdict}"
-        )
-    lines.append(f"sequential stream::set through the Lambda endpoint: {figures['writes_per_second']:.0f} writes/s")
-    cpu = figures["post_client_cpu_ms"]
-    lines.append(
-        f"one boto3 PostToConnection costs its caller {cpu:.2f} ms of CPU (the server in another process): "
-        f"{cpu * 100:.0f} ms for 100 subscribers, before the gateway's side"
-    )
-    return "\n".join(lines)
-
-
-def write_json(figures: dict[str, Any]) -> Path:
-    path = Path(__file__).parent / "results" / "local_latency.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(figures, indent=2))
-    return path

@@ -1,4 +1,5 @@
-"""The benchmark's report: a table on stdout and the figures as JSON."""
+"""The benchmark's report: results.md and the terminal's table of every figure; and the data-plane table of
+``--mode in-process|server`` with its JSON."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from bench.cold_start import ImportCost
-from bench.data_plane import ModeResult, OperationResult
+from bench.results import Figure
+
+if TYPE_CHECKING:  # the data-plane table's types; importing them would start boto3 and moto
+    from bench.cold_start import ImportCost
+    from bench.data_plane import ModeResult, OperationResult
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
 _COLUMNS = ("operation", "calls", "p50 ms", "p95 ms", "p99 ms", "ops/s", "req/call", "DynamoDB requests per call")
 _WIDTHS = (18, 6, 8, 8, 8, 8, 9, 0)
 
@@ -126,3 +132,94 @@ def write_json(
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+# --- results.md and the terminal's table ----------------------------------------------------------------
+SYMBOLS: Final = {"<=": "≤", ">=": "≥"}
+
+
+def number(value: float | None) -> str:
+    """A figure for a table: three or four significant digits, thousands separated; whole numbers as such."""
+    if value is None:
+        return "n/a"
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _value_cell(figure: Figure) -> str:
+    if figure.value is None:
+        return "not measured"
+    if figure.spread is None or figure.spread[0] == figure.spread[1]:
+        return number(figure.value)
+    low, high = figure.spread
+    return f"{number(figure.value)} ({number(low)}–{number(high)})"
+
+
+def _target_cell(figure: Figure) -> str:
+    if figure.target is None:
+        return ""
+    bound, text = figure.target["value"], figure.target["text"]
+    relative = bool(figure.target["of"]) and bound is not None
+    return f"{text}: {SYMBOLS[figure.target['op']]} {number(bound)}" if relative else text
+
+
+def _met_cell(figure: Figure) -> str:
+    return {True: "yes", False: "**no**", None: ""}[figure.met]
+
+
+def _baseline_cell(figure: Figure) -> str:
+    if figure.baseline_name is None:
+        return ""
+    return (
+        f"{number(figure.baseline)} ({figure.baseline_name})" if figure.baseline is not None else figure.baseline_name
+    )
+
+
+def markdown(doc: Mapping[str, Any], figures: Sequence[Figure], tail: str = "") -> str:
+    """results.md: the machine and date, a table of every figure, their notes, then ``tail`` (the envelope)."""
+    machine_ = doc["machine"]
+    when = datetime.fromisoformat(doc["generated_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    runs = f"{doc['runs']} run{'s' * (doc['runs'] != 1)}"
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`make bench`, {when}, {runs}, {doc['wall_s']:.0f} s wall time. Machine: {machine_['cores']} cores, "
+        f"{machine_['cpu']}, Python {machine_['python']}, {machine_['platform']}.",
+        "",
+        "Value: the median of the runs (min–max). Baseline: measured in the same runs. Targets: PRODUCT.md.",
+        "",
+        "| figure | value (min–max) | unit | baseline | target | met |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for figure in figures:
+        lines.append(
+            f"| `{figure.key}` | {_value_cell(figure)} | {figure.unit} | {_baseline_cell(figure)} "
+            f"| {_target_cell(figure)} | {_met_cell(figure)} |"
+        )
+    lines += ["", "What each figure is:", ""]
+    for figure in figures:
+        note = f" *{figure.note}*" if figure.note else ""
+        lines.append(f"- `{figure.key}`: {figure.about}.{note}")
+    if tail:
+        lines += ["", tail]
+    return "\n".join(lines) + "\n"
+
+
+def summary(figures: Sequence[Figure]) -> str:
+    """A plain-text table for the terminal."""
+    width = max((len(figure.key) for figure in figures), default=10)
+    lines = [f"{'figure':<{width}}  {'value (min-max)':>26}  {'unit':<9} met  target"]
+    for figure in figures:
+        met = {True: "yes", False: "NO", None: "-"}[figure.met]
+        lines.append(
+            f"{figure.key:<{width}}  {_value_cell(figure):>26}  {figure.unit:<9} {met:<4} {_target_cell(figure)}"
+        )
+    return "\n".join(lines)

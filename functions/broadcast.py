@@ -1,4 +1,9 @@
-"""DynamoDB Streams consumer of the items table: every change to every subscribed connection."""
+"""DynamoDB Streams consumer of the items table: every change to every subscribed connection.
+
+The whole batch is delivered at once (``BroadcastService.deliver_batch``), posted here or, when it is large,
+by the fan-out tier (``fanout.py``). The records from the first one some connection did not get (or the
+first that could not be read) are reported as failed, so Lambda retries them, in order.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +11,54 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from iii_stream import wiring
 from iii_stream.adapters.item_changes import change_from_record
-from iii_stream.core.errors import PostError
+from iii_stream.core.changes import Change
 
 logger = Logger(service="iii-stream")
 metrics = Metrics(service="iii-stream")
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
-class _InOrder:
-    """Fail every record after the first failure, so a retry re-delivers them in their order."""
-
-    failed = False
-
-
-def record_handler(record: DynamoDBRecord) -> None:
-    if _InOrder.failed:
-        raise PostError("an earlier record of this batch failed")
-    change = change_from_record(record.raw_event)
-    if change is None:
-        return
-    try:
-        delivery = wiring.broadcast_service().deliver(change)
-    except PostError:
-        _InOrder.failed = True
-        metrics.add_metric(name="ChangesNotDelivered", unit=MetricUnit.Count, value=1)
-        raise
-    except Exception:
-        _InOrder.failed = True
-        raise
-    metrics.add_metric(name="FramesPosted", unit=MetricUnit.Count, value=delivery.sent)
-    if delivery.gone:
-        metrics.add_metric(name="ConnectionsGone", unit=MetricUnit.Count, value=len(delivery.gone))
-    logger.debug("delivered", extra={"stream": change.stream_name, "group": change.group_id, "sent": delivery.sent})
+def _changes(records: list[dict[str, Any]]) -> tuple[list[Change | None], int | None]:
+    """The records' changes, up to the first record that cannot be read (its index, or None)."""
+    changes: list[Change | None] = []
+    for index, record in enumerate(records):
+        try:
+            changes.append(change_from_record(record))
+        except Exception:  # a poison record: it and every later one are retried, then set aside by Lambda
+            logger.exception("unreadable stream record", extra={"event_id": record.get("eventID")})
+            return changes, index
+    return changes, None
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
-    _InOrder.failed = False
-    wiring.broadcast_service().new_batch()
-    metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(event.get("Records") or []))
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    records: list[dict[str, Any]] = event.get("Records") or []
+    metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(records))
+    service = wiring.broadcast_service()
+    service.new_batch()
+    changes, failed_at = _changes(records)
+    try:
+        delivery = service.deliver_batch(changes)
+    except Exception:
+        logger.exception("broadcast failed", extra={"records": len(records)})
+        failed_at = 0
+    else:
+        if delivery.failed_at is not None:
+            logger.warning("changes not delivered", extra={"from_record": delivery.failed_at, "error": delivery.error})
+            failed_at = delivery.failed_at if failed_at is None else min(failed_at, delivery.failed_at)
+        metrics.add_metric(name="FramesPosted", unit=MetricUnit.Count, value=delivery.sent)
+        metrics.add_metric(name="PostsThrottled", unit=MetricUnit.Count, value=delivery.throttled)
+        metrics.add_metric(name="FanoutInvocations", unit=MetricUnit.Count, value=delivery.chunks)
+        if delivery.gone:
+            metrics.add_metric(name="ConnectionsGone", unit=MetricUnit.Count, value=len(delivery.gone))
+    failed = records[failed_at:] if failed_at is not None else []
+    if failed:
+        metrics.add_metric(name="ChangesNotDelivered", unit=MetricUnit.Count, value=len(failed))
+    return {"batchItemFailures": [{"itemIdentifier": _sequence_number(record)} for record in failed]}
+
+
+def _sequence_number(record: dict[str, Any]) -> str:
+    return str((record.get("dynamodb") or {}).get("SequenceNumber", ""))

@@ -29,6 +29,7 @@ CONNECTIONS: Final = "ConnectionsTable"
 BY_DUE: Final = "ConnectionsTable/index/by_due"
 TRIGGERS: Final = "TriggersTable"
 USER_FUNCTIONS: Final = "function:${UserFunctionNamePattern}"
+FANOUT_FUNCTION: Final = "FanoutFunction"
 POST_TO_CONNECTION: Final = "execute-api:${WebSocketApi}/${Stage}/POST/@connections/*"
 GET_CONNECTION: Final = "execute-api:${WebSocketApi}/${Stage}/GET/@connections/*"
 
@@ -68,13 +69,17 @@ REQUIRED_ACCESS: Final[dict[str, Access]] = {
         USER_FUNCTIONS: _INVOKE,
         POST_TO_CONNECTION: _MANAGE,
     },
-    # BroadcastService: subscribers Query, PostToConnection; a 410: disconnect (DeleteItem, leave handlers).
+    # BroadcastService: subscribers Query, PostToConnection (or FanoutFunction for a large batch); a 410:
+    # disconnect (DeleteItem, leave handlers).
     "broadcast.handler": {
         CONNECTIONS: _ddb("Query", "DeleteItem"),
         TRIGGERS: _ddb("Query"),
         USER_FUNCTIONS: _INVOKE,
+        FANOUT_FUNCTION: _INVOKE,
         POST_TO_CONNECTION: _MANAGE,
     },
+    # ChunkPoster: PostToConnection only (gone connections are reported back to the broadcast, which removes them).
+    "fanout.handler": {POST_TO_CONNECTION: _MANAGE},
     # StreamTriggers: TriggerCache Query; DynamoTriggerLedger claim PutItem, complete UpdateItem,
     # release DeleteItem; conditions (invoke) and handlers (invoke_async).
     "dispatch.handler": {TRIGGERS: _ddb("Query", "PutItem", "UpdateItem", "DeleteItem"), USER_FUNCTIONS: _INVOKE},

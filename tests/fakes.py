@@ -173,7 +173,7 @@ class RecordingPoster:
         self.on_alive: Callable[[str], None] | None = None
         self._lock = threading.Lock()
 
-    def post(self, connection_id: str, data: bytes) -> None:
+    def post(self, connection_id: str, data: bytes) -> int:
         with self._lock:
             self.attempts.append(connection_id)
         if connection_id in self.gone:
@@ -183,6 +183,7 @@ class RecordingPoster:
         with self._lock:
             self.raw[connection_id].append(data)
             self.frames[connection_id].append(json.loads(data.decode("utf-8")))
+        return 0
 
     def all_frames(self) -> list[Any]:
         return [frame for frames in self.frames.values() for frame in frames]

@@ -20,6 +20,9 @@ JOIN_FAIL_OPEN: Final = "JOIN_FAIL_OPEN"
 TRIGGER_CACHE_SECONDS: Final = "TRIGGER_CACHE_SECONDS"
 BROADCAST_CONCURRENCY: Final = "BROADCAST_CONCURRENCY"
 MAX_MESSAGE_BYTES: Final = "MAX_MESSAGE_BYTES"
+FANOUT_FUNCTION: Final = "FANOUT_FUNCTION"
+FANOUT_THRESHOLD: Final = "FANOUT_THRESHOLD"
+FANOUT_CHUNK_SIZE: Final = "FANOUT_CHUNK_SIZE"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -39,6 +42,11 @@ class Settings:
     trigger_cache_seconds: int = 10
     broadcast_concurrency: int = 128
     max_message_bytes: int = _API_GATEWAY_MESSAGE_BYTES
+    # The broadcast hands a batch's posts to FanoutFunction (in chunks of connections, in parallel) when
+    # there are more than this many; empty FANOUT_FUNCTION: it always posts them itself.
+    fanout_function: str = ""
+    fanout_threshold: int = 500
+    fanout_chunk_size: int = 250
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +64,9 @@ class Settings:
             trigger_cache_seconds=_whole(env, TRIGGER_CACHE_SECONDS, 10, minimum=0),
             broadcast_concurrency=_whole(env, BROADCAST_CONCURRENCY, 128),
             max_message_bytes=_whole(env, MAX_MESSAGE_BYTES, _API_GATEWAY_MESSAGE_BYTES),
+            fanout_function=env.get(FANOUT_FUNCTION, ""),
+            fanout_threshold=_whole(env, FANOUT_THRESHOLD, 500),
+            fanout_chunk_size=_whole(env, FANOUT_CHUNK_SIZE, 250),
         )
 
     def require(self, name: str) -> str:

@@ -17,9 +17,11 @@ from iii_stream.core.clock import SystemClock
 if TYPE_CHECKING:
     from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
     from iii_stream.adapters.dynamodb_registry import DynamoRegistryStore
+    from iii_stream.adapters.signed_poster import SignedConnectionsPoster
     from iii_stream.core.broadcast import BroadcastService
     from iii_stream.core.connect import ConnectService
     from iii_stream.core.disconnect import Disconnector
+    from iii_stream.core.fanout import ChunkPoster
     from iii_stream.core.ports import JoinGate
     from iii_stream.core.registry import RegistryService
     from iii_stream.core.service import StreamService
@@ -54,12 +56,12 @@ def lambda_client() -> Any:
 
 
 @cache
-def connections_api_client() -> Any:
-    from botocore.config import Config
+def connections_poster() -> SignedConnectionsPoster:
+    """The one ``@connections`` client of a container: SigV4 with a cached key over a keep-alive pool."""
+    from iii_stream.adapters.signed_poster import SignedConnectionsPoster
 
-    pool = settings().broadcast_concurrency
-    config = Config(max_pool_connections=pool, retries={"mode": "standard"})
-    return boto3.client("apigatewaymanagementapi", endpoint_url=settings().require(CONNECTIONS_ENDPOINT), config=config)
+    endpoint = settings().require(CONNECTIONS_ENDPOINT)
+    return SignedConnectionsPoster.from_endpoint(endpoint, max_connections=settings().broadcast_concurrency)
 
 
 @cache
@@ -140,16 +142,14 @@ def disconnector() -> Disconnector:
 
 @cache
 def subscription_service() -> SubscriptionService:
-    from iii_stream.adapters.connections_api import ConnectionsApiPoster
     from iii_stream.adapters.dynamodb_items import DynamoItemStore
     from iii_stream.core.subscriptions import SubscriptionService
 
     items = DynamoItemStore(dynamodb_client(), settings().items_table)
-    poster = ConnectionsApiPoster(connections_api_client())
     return SubscriptionService(
         connection_store(),
         items,
-        poster,
+        connections_poster(),
         SystemClock(),
         gate=_join_gate(),
         disconnector=disconnector(),
@@ -159,22 +159,33 @@ def subscription_service() -> SubscriptionService:
 
 @cache
 def broadcast_service() -> BroadcastService:
-    from iii_stream.adapters.connections_api import ConnectionsApiPoster
-    from iii_stream.core.broadcast import BroadcastService
+    from iii_stream.adapters.lambda_invoker import LambdaInvoker
+    from iii_stream.core.broadcast import BroadcastService, FanoutSettings
 
-    poster = ConnectionsApiPoster(connections_api_client())
+    config = settings()
+    fanout = FanoutSettings(config.fanout_function, config.fanout_threshold, config.fanout_chunk_size)
     return BroadcastService(
-        connection_store(), poster, disconnector(), max_workers=settings().broadcast_concurrency
+        connection_store(),
+        connections_poster(),
+        disconnector(),
+        max_workers=config.broadcast_concurrency,
+        invoker=LambdaInvoker(lambda_client()) if config.fanout_function else None,
+        fanout=fanout,
     )
 
 
 @cache
+def chunk_poster() -> ChunkPoster:
+    from iii_stream.core.fanout import ChunkPoster
+
+    return ChunkPoster(connections_poster(), max_workers=settings().broadcast_concurrency)
+
+
+@cache
 def sweeper() -> Sweeper:
-    from iii_stream.adapters.connections_api import ConnectionsApiPoster
     from iii_stream.core.sweeper import Sweeper
 
-    poster = ConnectionsApiPoster(connections_api_client())
-    return Sweeper(connection_store(), poster, disconnector(), SystemClock())
+    return Sweeper(connection_store(), connections_poster(), disconnector(), SystemClock())
 
 
 def reset() -> None:
@@ -183,7 +194,8 @@ def reset() -> None:
         settings,
         dynamodb_client,
         lambda_client,
-        connections_api_client,
+        connections_poster,
+        chunk_poster,
         stream_service,
         connection_store,
         connect_service,

@@ -54,6 +54,8 @@ class LocalConfig:
     join_fail_open: bool = False
 
 
+FANOUT_FUNCTION = "FanoutFunction"  # the fan-out tier, invoked by broadcast through the local Lambda endpoint
+
 class LocalService:
     """Starts the local stand-ins and points the real handlers at them (in this process)."""
 
@@ -111,6 +113,7 @@ class LocalService:
             "AUTH_FAIL_OPEN": str(self.config.auth_fail_open).lower(),
             "JOIN_FAIL_OPEN": str(self.config.join_fail_open).lower(),
             "TRIGGER_CACHE_SECONDS": "1",
+            "FANOUT_FUNCTION": FANOUT_FUNCTION,  # served by the Lambda endpoint, as on AWS
             "POWERTOOLS_METRICS_NAMESPACE": "iii-stream-local",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; locally they would be noise
         }
@@ -132,6 +135,7 @@ class LocalService:
         functions: dict[str, Handler] = {
             "StreamFunction": load_handler("stream_functions.handler"),
             "RegistryFunction": load_handler("registry_functions.handler"),
+            FANOUT_FUNCTION: load_handler("fanout.handler"),
         }
         for function_id, handler in app.functions.items() if app is not None else []:
             functions[_target(function_id)] = handler
@@ -180,7 +184,8 @@ class LocalService:
         assert self.gateway and self.connections and self.lambda_endpoint
         lines = [
             f"WebSocket gateway          {self.gateway.url}",
-            f"Lambda invoke endpoint     {self.lambda_endpoint.endpoint_url}   (StreamFunction, RegistryFunction)",
+            f"Lambda invoke endpoint     {self.lambda_endpoint.endpoint_url}   "
+            "(StreamFunction, RegistryFunction, FanoutFunction)",
             f"@connections endpoint      {self.connections.endpoint_url}",
             ("DynamoDB (embedded moto)   " if self._dynamodb else "DynamoDB                   ")
             + self.dynamodb_endpoint,

@@ -1,22 +1,24 @@
 """A harness for the realtime layer: the real route handlers and broadcast handler, on moto.
 
-Posts are captured at the ``@connections`` client boundary with a botocore event hook. moto's
-apigatewaymanagementapi accepts any post and never answers 410 (GoneException), so the hook also
-injects 410s and throttling for the connection ids a test marks (aws-local-tooling.md 3, option 2).
+Posts are captured at the ``@connections`` client boundary: the handlers' poster gets a recording transport
+in place of its HTTP pool, which also answers 410 (GoneException) and throttling for the connection ids a
+test marks, faults moto cannot produce (aws-local-tooling.md 3, option 2).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
 from iii_stream import wiring
+from iii_stream.adapters.signed_poster import Backoff, Reply, SignedConnectionsPoster
 
-from infra import botocore_answers
 from infra.handlers import load_handler
 from infra.local.apigw_events import ApiContext, connect_event, disconnect_event, message_event, new_id
 from infra.local.context import LocalLambdaContext
@@ -30,35 +32,39 @@ ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 
 
 class PostRecorder:
-    """Records every PostToConnection body per connection; answers 410 or 429 where told to."""
+    """The ``@connections`` API at the poster's transport (the client boundary): records every post body per
+    connection, answers 410 or 429 where a test says so, 200 otherwise. ``listeners`` hear every request's
+    method (the IAM access check). Retries wait a few milliseconds instead of the poster's real backoff."""
 
-    def __init__(self, client: Any) -> None:
-        client.meta.events.register("before-call.apigatewaymanagementapi.GetConnection", self._before_get)
+    def __init__(self, poster: SignedConnectionsPoster) -> None:
+        poster.transport = self
+        poster.backoff = Backoff(poster.backoff.attempts, 0.001, 0.004, throttle_patience_seconds=0.05)
         self.sent: dict[str, list[bytes]] = defaultdict(list)
         self.gone: set[str] = set()
         self.throttle: dict[str, int] = {}
         self.attempts: dict[str, int] = defaultdict(int)
-        client.meta.events.register("before-call.apigatewaymanagementapi.PostToConnection", self._before_call)
+        self.listeners: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
 
-    def _before_call(self, params: dict[str, Any], **_: Any) -> Any:
-        connection_id = unquote(params["url_path"].rsplit("/", 1)[-1])
-        self.attempts[connection_id] += 1
-        if connection_id in self.gone:
-            return botocore_answers.error(410, "GoneException")
-        if self.throttle.get(connection_id, 0) > 0:
-            self.throttle[connection_id] -= 1
-            return botocore_answers.error(429, "LimitExceededException", "slow down")
-        self.sent[connection_id].append(params["body"])
-        return None  # on to moto, which accepts it
+    def send(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        connection_id = unquote(path.rsplit("/", 1)[-1])
+        for listener in self.listeners:
+            listener(method)
+        with self._lock:
+            if method == "POST":
+                self.attempts[connection_id] += 1
+            if connection_id in self.gone:
+                return Reply(410, "GoneException", b"")
+            if method == "GET":
+                return Reply(200, None, b'{"connectedAt":"2026-12-02T00:00:00.000Z"}')
+            if self.throttle.get(connection_id, 0) > 0:
+                self.throttle[connection_id] -= 1
+                return Reply(429, "LimitExceededException", b'{"message":"slow down"}')
+            self.sent[connection_id].append(body)
+        return Reply(200, None, b"")
 
     def frames(self, connection_id: str) -> list[dict[str, Any]]:
         return [json.loads(body) for body in self.sent[connection_id]]
-
-    def _before_get(self, params: dict[str, Any], **_: Any) -> Any:
-        connection_id = unquote(params["url_path"].rsplit("/", 1)[-1])
-        if connection_id in self.gone:
-            return botocore_answers.error(410, "GoneException")
-        return None
 
 
 class Realtime:
@@ -80,7 +86,7 @@ class Realtime:
         create_tables(dynamodb, {"ItemsTable": ITEMS, "ConnectionsTable": CONNECTIONS, "TriggersTable": TRIGGERS})
         self.dynamodb = dynamodb
         self.api = ApiContext(api_id="abc123", stage="prod", domain_name="abc123.execute-api.us-east-1.amazonaws.com")
-        self.posts = PostRecorder(wiring.connections_api_client())
+        self.posts = PostRecorder(wiring.connections_poster())
         self._connect = load_handler("ws_connect.handler")
         self._disconnect = load_handler("ws_disconnect.handler")
         self._message = load_handler("ws_message.handler")

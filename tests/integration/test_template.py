@@ -17,13 +17,16 @@ import pytest
 from iii_stream import wiring
 
 from infra.deploy_checks import CHECKS, NEEDS_TRANSLATION, tables_used_outside
-from infra.deploy_policies import REQUIRED_ACCESS, USER_FUNCTIONS
+from infra.deploy_policies import FANOUT_FUNCTION, REQUIRED_ACCESS, USER_FUNCTIONS
+from infra.handlers import load_handler
 from infra.local.context import LocalLambdaContext
 from infra.local.lambda_endpoint import LambdaEndpoint
 from infra.template import TEMPLATE_PATH
 from infra.validate import Report, validate
 from tests.integration import realtime
 from tests.integration.test_registry_resource import ResponseBucket, Stack
+
+FANOUT = "iii-fanout"  # the FanoutFunction of these tests, served by a local Lambda endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +183,7 @@ def test_a_managed_policy_is_refused(tmp_path: Path) -> None:
 def test_every_setting_the_code_reads_must_be_set(tmp_path: Path) -> None:
     report = validate(edited(tmp_path, '        BROADCAST_CONCURRENCY: "128"\n', ""), only={"environment"})
     problems = report.problems("environment")
-    assert len(problems) == 9
+    assert len(problems) == 10  # one per function of functions/
     assert "BroadcastFunction: BROADCAST_CONCURRENCY is not set (functions/iii_stream/config.py reads it)" in problems
 
 
@@ -305,16 +308,22 @@ class CallRecorder:
         realtime.TRIGGERS: "TriggersTable",
     }
 
-    def __init__(self) -> None:
+    def __init__(self, posts: realtime.PostRecorder) -> None:
         self.handler = ""
         self.seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self._lock = threading.Lock()
-        for service, client in [
-            ("dynamodb", wiring.dynamodb_client()),
-            ("lambda", wiring.lambda_client()),
-            ("apigatewaymanagementapi", wiring.connections_api_client()),
-        ]:
+        self._thread = threading.local()  # a handler running in another thread (the fan-out tier's)
+        for service, client in [("dynamodb", wiring.dynamodb_client()), ("lambda", wiring.lambda_client())]:
             client.meta.events.register(f"before-parameter-build.{service}", self._record)
+        posts.listeners.append(self._record_connections_call)
+
+    def run_as(self, handler: str, function: Any, event: Any, context: Any) -> Any:
+        """Run a handler invoked through the Lambda endpoint (another thread), its calls counted as its own."""
+        self._thread.handler = handler
+        try:
+            return function(event, context)
+        finally:
+            self._thread.handler = ""
 
     @contextmanager
     def acting_as(self, handler: str) -> Iterator[None]:
@@ -331,16 +340,22 @@ class CallRecorder:
                 f"/index/{params['IndexName']}" if "IndexName" in params else ""
             )
             action = f"dynamodb:{operation}"
-        elif service == "lambda":
-            resource, action = USER_FUNCTIONS, "lambda:InvokeFunction"
         else:
-            method = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}[operation]
-            resource, action = (
-                f"execute-api:${{WebSocketApi}}/${{Stage}}/{method}/@connections/*",
-                "execute-api:ManageConnections",
-            )
+            fanout = params.get("FunctionName") == FANOUT
+            resource, action = FANOUT_FUNCTION if fanout else USER_FUNCTIONS, "lambda:InvokeFunction"
+        self._add(action, resource)
+
+    def _record_connections_call(self, method: str) -> None:
+        """A request of the handlers' @connections poster (POST: PostToConnection, GET: GetConnection). The
+        fan-out tier posts from its own pool's threads (``fanout-post-*``): those are FanoutFunction's calls."""
+        if threading.current_thread().name.startswith("fanout-post"):
+            self._thread.handler = "fanout.handler"
+        self._add("execute-api:ManageConnections", f"execute-api:${{WebSocketApi}}/${{Stage}}/{method}/@connections/*")
+
+    def _add(self, action: str, resource: str) -> None:
+        handler = getattr(self._thread, "handler", "") or self.handler
         with self._lock:
-            self.seen[self.handler or "(no handler)"].add((action, resource))
+            self.seen[handler or "(no handler)"].add((action, resource))
 
     def access(self) -> dict[str, dict[str, frozenset[str]]]:
         by_handler: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -358,13 +373,18 @@ def _user_function(event: Any, context: Any) -> Any:
 def test_the_access_table_is_exactly_what_the_handlers_call(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN the real handlers on moto, user functions behind a local Lambda endpoint (one target missing),
     # and every AWS call of theirs recorded per handler
+    recorders: list[CallRecorder] = []
+    fanout = load_handler("fanout.handler")
     users = dict.fromkeys(("auth", "gate", "cond", "on_change", "on_leave"), _user_function)
+    users[FANOUT] = lambda event, context: recorders[0].run_as("fanout.handler", fanout, event, context)
     endpoint = LambdaEndpoint(users, port=0)
     endpoint.start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint.endpoint_url)
     try:
-        rt = realtime.Realtime(monkeypatch, AUTH_FUNCTION="auth")
-        calls = CallRecorder()
+        # a batch of more than 20 posts goes to the fan-out tier
+        rt = realtime.Realtime(monkeypatch, AUTH_FUNCTION="auth", FANOUT_FUNCTION=FANOUT, FANOUT_THRESHOLD="20")
+        calls = CallRecorder(rt.posts)
+        recorders.append(calls)
         _exercise_every_path(rt, calls)
     finally:
         endpoint.stop()
@@ -422,6 +442,17 @@ def _exercise_every_path(rt: realtime.Realtime, calls: CallRecorder) -> None:
     rt.posts.gone.add(gone)  # its next post answers 410: broadcast removes it and fires its leave
     with calls.acting_as("broadcast.handler"):
         rt.pump.drain()
+    # a crowd: one change, more posts than the fan-out threshold (20): FanoutFunction posts them
+    with calls.acting_as("ws_connect.handler"):
+        crowd = [rt.connect()[0] for _ in range(21)]
+    with calls.acting_as("ws_message.handler"):
+        for connection_id in crowd:
+            rt.join(connection_id, "chat", "crowd")
+    with calls.acting_as("stream_functions.handler"):
+        rt.call("stream::set", stream_name="chat", group_id="crowd", item_id="c1", data={"n": 1})
+    with calls.acting_as("broadcast.handler"):
+        rt.pump.drain()
+    assert all(rt.events(connection_id) == [("sync", None), ("create", "c1")] for connection_id in crowd)
     with calls.acting_as("dispatch.handler"):
         rt.dispatch.drain()  # app::missing cannot be queued: its claim is released
     with calls.acting_as("ws_disconnect.handler"):

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 # botocore already retries throttling and 5xx (3 attempts); these are ours on top, with backoff.
 _ATTEMPTS: Final = 3
 _BACKOFF_SECONDS: Final = 0.05
+_THROTTLING: Final = frozenset({"LimitExceededException", "TooManyRequestsException", "ThrottlingException"})
 _RETRYABLE: Final = frozenset(
     {
         "LimitExceededException",
@@ -49,21 +50,24 @@ class ConnectionsApiPoster:
             raise PostError(f"{type(exc).__name__} checking {connection_id}: {exc}") from exc
         return True
 
-    def post(self, connection_id: str, data: bytes) -> None:
+    def post(self, connection_id: str, data: bytes) -> int:
+        throttles = 0  # ours: botocore's own retries of a throttle are not seen here
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 self._client.post_to_connection(ConnectionId=connection_id, Data=data)
-                return
+                return throttles
             except ClientError as exc:
                 if _gone(exc):
                     raise ConnectionGoneError(connection_id) from exc
                 code = _code(exc)
+                throttles += code in _THROTTLING
                 if code not in _RETRYABLE or attempt == _ATTEMPTS:
                     raise PostError(f"{code or 'ClientError'} posting to {connection_id}") from exc
             except BotoCoreError as exc:
                 if attempt == _ATTEMPTS:
                     raise PostError(f"{type(exc).__name__} posting to {connection_id}: {exc}") from exc
             self._sleep(_BACKOFF_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("not reached: the last attempt returns or raises")
 
 
 def _code(exc: ClientError) -> str:

@@ -179,8 +179,9 @@ class ConnectionStore(Protocol):
 class Poster(Protocol):
     """Delivers one frame to one connection (API Gateway's @connections, or the local gateway)."""
 
-    def post(self, connection_id: str, data: bytes) -> None:
-        """Send; raises ConnectionGoneError when the connection no longer exists."""
+    def post(self, connection_id: str, data: bytes) -> int:
+        """Send; returns how many throttled answers (429) it waited out on the way (backpressure, counted as a
+        metric); raises ConnectionGoneError when the connection no longer exists, PostError when it failed."""
         ...
 
     def alive(self, connection_id: str) -> bool:
