@@ -114,7 +114,7 @@ def _post_cost(sizes: Sizes) -> Section:
             Spec(
                 keys["lean"],
                 "ms",
-                "the caller's CPU per @connections post, lean SigV4 poster (cached key, urllib3), loopback keep-alive",
+                "the caller's CPU per @connections post, lean SigV4 poster (cached key, keep-alive HTTP/1.1), loopback",
                 Target("<=", "≤ 1/3 of boto3's", of=((boto3_key, 1 / 3),)),
                 baseline=boto3_key,
                 baseline_name="boto3 post_to_connection, same runs",
@@ -280,6 +280,10 @@ SCALE_KEYS: Final = (
     "broadcast.sustained_frames_missing",
     "broadcast.sustained_frames_duplicated",
     "broadcast.sustained_frames_out_of_order",
+    "broadcast.naive_scan_s",
+    "broadcast.sustained_lag_p50_ms",
+    "broadcast.sustained_lag_p99_first_10s_ms",
+    "broadcast.sustained_lag_p99_last_10s_ms",
 )
 
 
@@ -341,6 +345,12 @@ def _broadcast() -> Section:
                     ("duplicated", "a connection got twice"),
                     ("out_of_order", "older than one the connection already had for that item"),
                 )
+            ),
+            Spec("broadcast.naive_scan_s", "s", "the naive design's Scan of the 10,000-subscriber connections table"),
+            Spec("broadcast.sustained_lag_p50_ms", "ms", "sustained load: p50 lag from write to post"),
+            *(
+                Spec(f"broadcast.sustained_lag_p99_{part}_10s_ms", "ms", f"sustained load: p99 lag, the {part} 10 s")
+                for part in ("first", "last")
             ),
         ),
         measure,

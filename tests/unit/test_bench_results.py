@@ -217,7 +217,8 @@ def test_measure_scale_is_called_once_per_run(monkeypatch: pytest.MonkeyPatch) -
 
     def measure_scale(progress: object) -> dict[str, float]:
         fan_out, single, naive = next(runs)
-        return dict(zip(SCALE_KEYS, (fan_out, single, naive, 400.0, 15.0, 0.0, 0.0, 0.0), strict=True))
+        figures = (fan_out, single, naive, 400.0, 15.0, 0.0, 0.0, 0.0, 8.0, 200.0, 400.0, 400.0)
+        return dict(zip(SCALE_KEYS, figures, strict=True))
 
     placeholder = types.ModuleType("bench.broadcast")
     placeholder.measure_scale = measure_scale  # type: ignore[attr-defined]
