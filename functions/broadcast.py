@@ -27,7 +27,8 @@ def _changes(records: list[dict[str, Any]]) -> tuple[list[Change | None], int | 
         try:
             changes.append(change_from_record(record))
         except Exception:  # a poison record: it and every later one are retried, then set aside by Lambda
-            logger.exception("unreadable stream record", extra={"event_id": record.get("eventID")})
+            event_id = record.get("eventID") if isinstance(record, dict) else None
+            logger.exception("unreadable stream record", extra={"event_id": event_id})
             return changes, index
     return changes, None
 
@@ -60,5 +61,6 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return {"batchItemFailures": [{"itemIdentifier": _sequence_number(record)} for record in failed]}
 
 
-def _sequence_number(record: dict[str, Any]) -> str:
-    return str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
+def _sequence_number(record: Any) -> str:
+    body = record.get("dynamodb") if isinstance(record, dict) else None
+    return str(body.get("SequenceNumber", "")) if isinstance(body, dict) else ""

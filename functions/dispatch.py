@@ -34,7 +34,14 @@ def record_handler(record: DynamoDBRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
-    metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(event.get("Records") or []))
+    records = event.get("Records") or []
+    metrics.add_metric(name="StreamRecords", unit=MetricUnit.Count, value=len(records))
+    readable = [r for r in records if isinstance(r, dict) and isinstance(r.get("dynamodb"), dict)]
+    if len(readable) < len(records):  # Lambda never sends these; without a sequence number: retry the batch
+        logger.error("a stream record that is not an object", extra={"records": len(records)})
+        return {"batchItemFailures": [{"itemIdentifier": ""}]}
+    if not records:
+        return {"batchItemFailures": []}
     # One failing record does not stop later ones: each (change, trigger) is claimed separately, and
     # a retried record skips the handlers it already reached.
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

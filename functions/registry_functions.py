@@ -9,6 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from iii_stream import wiring
+from iii_stream.core.models import invocation_error
 from iii_stream.core.registry import REGISTRY_FUNCTIONS
 
 logger = Logger(service="iii-stream")
@@ -16,7 +17,7 @@ logger = Logger(service="iii-stream")
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    response = REGISTRY_FUNCTIONS.invoke(wiring.registry_service(), event)
+    response = invocation_error(event) or REGISTRY_FUNCTIONS.invoke(wiring.registry_service(), event)
     if "error" in response:
         logger.info(
             "registry call refused",

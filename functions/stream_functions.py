@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from iii_stream import wiring
+from iii_stream.core.models import invocation_error
 from iii_stream.core.service import STREAM_FUNCTIONS
 
 logger = Logger(service="iii-stream")
@@ -17,7 +18,7 @@ logger = Logger(service="iii-stream")
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    response = STREAM_FUNCTIONS.invoke(wiring.stream_service(), event)
+    response = invocation_error(event) or STREAM_FUNCTIONS.invoke(wiring.stream_service(), event)
     if "error" in response:
         error = response["error"]
         logger.info(
@@ -28,4 +29,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def _function_id(event: Any) -> Any:
-    return event.get("function_id") if isinstance(event, dict) else None
+    function_id = event.get("function_id") if isinstance(event, dict) else None
+    # A lone surrogate (refused above) would make the log line unwritable: escape it.
+    return function_id.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(function_id, str) else None

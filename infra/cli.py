@@ -110,7 +110,7 @@ def _trigger_payload(args: argparse.Namespace) -> dict[str, Any]:
 def _run_call(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's json can read
         return _fail({"code": "invalid_json", "message": f"The payload is not JSON: {exc}"})
     return _print_result(lambda: _client(args).call(args.function_id, payload))
 
@@ -119,7 +119,7 @@ def _registry_call(function_id: str, build: Callable[[argparse.Namespace], dict[
     def run(args: argparse.Namespace) -> int:
         try:
             payload = build(args)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's json can read
             return _fail({"code": "invalid_json", "message": f"The config is not JSON: {exc}"})
         return _print_result(lambda: _registry(args).call(function_id, payload))
 

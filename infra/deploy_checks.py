@@ -279,6 +279,31 @@ def check_outputs(ctx: Context) -> str:
     return f"{len(outputs)} outputs: the WebSocket URL, every function's name and ARN, every table"
 
 
+_WILDCARD_ONLY = re.compile(r"^[*?]+$")
+
+
+def check_user_functions(ctx: Context) -> str:
+    """The Lambdas the stack may invoke for its users default to the stack's own prefix, never to any Lambda of
+    the account: a wildcard-only pattern needs the deployer's consent (AllowAnyUserFunction), which a Rule
+    asserts at deploy time."""
+    parameters = ctx.raw.get("Parameters") or {}
+    pattern = str((parameters.get("UserFunctionNamePattern") or {}).get("Default", ""))
+    consent = str((parameters.get("AllowAnyUserFunction") or {}).get("Default", "false"))
+    problems = []
+    if _WILDCARD_ONLY.match(pattern) and consent != "true":
+        problems.append(f"UserFunctionNamePattern defaults to {pattern!r}, any Lambda of the account")
+    rule = ((ctx.raw.get("Rules") or {}).get("AnyUserFunctionNeedsConsent") or {})
+    if rule.get("RuleCondition") != {"Fn::Equals": [{"Ref": "UserFunctionNamePattern"}, "*"]}:
+        problems.append("Rules.AnyUserFunctionNeedsConsent must apply when UserFunctionNamePattern is '*'")
+    wanted = [{"Fn::Equals": [{"Ref": "AllowAnyUserFunction"}, "true"]}]
+    if [assertion.get("Assert") for assertion in rule.get("Assertions") or []] != wanted:
+        problems.append("Rules.AnyUserFunctionNeedsConsent must assert AllowAnyUserFunction is 'true'")
+    if problems:
+        raise Failed(problems)
+    shown = pattern or "<stack name>-*"
+    return f"user functions: {shown} by default; '*' only with AllowAnyUserFunction=true"
+
+
 def check_registrations(ctx: Context) -> str:
     from iii_stream.core.registry import RegistryError, parse_trigger_config
 
@@ -372,6 +397,7 @@ CHECKS: list[tuple[str, Callable[[Context], str]]] = [
     ("websocket api", check_websocket_api),
     ("tables", check_tables),
     ("outputs", check_outputs),
+    ("user functions", check_user_functions),
     ("registrations", check_registrations),
     ("moto stack", check_moto_stack),
 ]

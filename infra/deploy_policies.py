@@ -6,15 +6,16 @@ path on moto, records each AWS call per handler and asserts it is exactly this t
 
 Resources are written the way the template writes them, shortened: ``ItemsTable`` for
 ``!GetAtt ItemsTable.Arn``, ``ItemsTable/index/by_stream`` for ``!Sub "${ItemsTable.Arn}/index/by_stream"``,
-``function:${UserFunctionNamePattern}`` and ``execute-api:${WebSocketApi}/${Stage}/POST/@connections/*``
+``function:${UserFunctions}`` and ``execute-api:${WebSocketApi}/${Stage}/POST/@connections/*``
 for the ARNs built with ``!Sub``.
 
 The wildcard rule: no action may contain ``*``, and no resource may contain ``*`` outside a ``${...}``
 reference, with two exceptions where nothing narrower exists:
 - ``execute-api:${<Api>}/${Stage}/<METHOD>/@connections/*`` with a named method: connection ids are only
   known at run time;
-- ``function:${UserFunctionNamePattern}`` for ``lambda:InvokeFunction`` alone: the user's functions are
-  registered at run time; the pattern is the deployer's choice (a parameter).
+- ``function:${UserFunctions}`` for ``lambda:InvokeFunction`` alone: the user's functions are
+  registered at run time; the pattern is the deployer's choice (``UserFunctionNamePattern``, by default
+  ``<stack name>-*``; ``*`` only with ``AllowAnyUserFunction=true``, see ``check_user_functions``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BY_STREAM: Final = "ItemsTable/index/by_stream"
 CONNECTIONS: Final = "ConnectionsTable"
 BY_DUE: Final = "ConnectionsTable/index/by_due"
 TRIGGERS: Final = "TriggersTable"
-USER_FUNCTIONS: Final = "function:${UserFunctionNamePattern}"
+USER_FUNCTIONS: Final = "function:${UserFunctions}"
 FANOUT_FUNCTION: Final = "FanoutFunction"
 POST_TO_CONNECTION: Final = "execute-api:${WebSocketApi}/${Stage}/POST/@connections/*"
 GET_CONNECTION: Final = "execute-api:${WebSocketApi}/${Stage}/GET/@connections/*"
@@ -167,7 +168,7 @@ def wildcard_problems(function: str, statement: dict[str, Any]) -> list[str]:
             others = sorted(set(actions) - _INVOKE)
             if others:
                 problems.append(f"{function}: {text} may only be granted lambda:InvokeFunction, not {others}")
-        elif "${UserFunctionNamePattern}" in text or ("*" in bare and not _CONNECTIONS_TAIL.match(text)):
+        elif "${UserFunctions}" in text or ("*" in bare and not _CONNECTIONS_TAIL.match(text)):
             problems.append(f"{function}: resource {text!r} is a wildcard where a narrower resource exists")
     return problems
 

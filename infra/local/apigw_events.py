@@ -19,10 +19,14 @@ def new_id() -> str:
 
 
 def select_route(body: str) -> str:
-    """Route selection on ``$request.body.type``: exact, case-sensitive, else ``$default``."""
+    """Route selection on ``$request.body.type``: exact, case-sensitive, else ``$default``.
+
+    Total, as API Gateway's is: a body that is not JSON, or JSON Python cannot read (nested deeper than
+    its recursion limit, an integer over its 4,300 digits), goes to ``$default`` like any other.
+    """
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "$default"
     route = value.get("type") if isinstance(value, dict) else None
     return route if isinstance(route, str) and route in ROUTE_KEYS else "$default"

@@ -2,9 +2,12 @@
 
 Behaviour kept from API Gateway: ``$connect`` runs before the upgrade and its ``statusCode`` decides
 it (a non-2xx refuses the handshake with that status; only ``Sec-WebSocket-Protocol`` is passed on);
-text frames are routed on ``$request.body.type``; a binary frame closes the socket with 1003; a
-message over 128 KB closes it with 1009; ``$disconnect`` runs after the socket is gone (posts to it
-answer 410 by then). Handlers run in worker threads; one connection's frames are handled in order.
+text frames are routed on ``$request.body.type``, whatever the text (``$default`` when it is not a JSON
+object with a route key as ``type``, however deep, long or odd it is); a binary frame closes the socket with
+1003; a message over 128 KB closes it with 1009; a text frame that is not UTF-8 closes it with 1007 (RFC 6455
+8.1, done by ``websockets``; what API Gateway does there is not documented); ``$disconnect`` runs after the
+socket is gone (posts to it answer 410 by then). Handlers run in worker threads; one connection's frames are
+handled in order.
 """
 
 from __future__ import annotations

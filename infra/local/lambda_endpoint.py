@@ -2,7 +2,10 @@
 
 It answers ``POST /2015-03-31/functions/{name}/invocations`` like AWS (and ``sam local start-lambda``):
 200 with the handler's JSON result, ``X-Amz-Function-Error: Unhandled`` when the handler raises,
-202 for ``Event`` invocations, 404 ``ResourceNotFoundException`` for an unknown function.
+202 for ``Event`` invocations, 404 ``ResourceNotFoundException`` for an unknown function, 400
+``InvalidRequestContentException`` for a body that is not JSON. JSON that Python's ``json`` cannot load (nested
+about 1,000 deep) gets the Python runtime's ``Runtime.UnmarshalError``. Whatever happens, every request
+gets an answer: the endpoint never drops a connection.
 """
 
 from __future__ import annotations
@@ -75,14 +78,29 @@ class LambdaEndpoint:
         self._server.server_close()
 
 
-def _marshal_error(exc: Exception) -> dict[str, Any]:
-    """What the Python runtime answers when a handler returns something that is not JSON."""
-    return {
-        "errorMessage": f"Unable to marshal response: {exc}",
-        "errorType": "Runtime.MarshalError",
-        "requestId": str(uuid.uuid4()),
-        "stackTrace": [],
-    }
+def _runtime_error(error_type: str, message: str) -> dict[str, Any]:
+    """What the Python runtime (awslambdaric's bootstrap) answers for its own faults, before or after the handler."""
+    return {"errorMessage": message, "errorType": error_type, "requestId": str(uuid.uuid4()), "stackTrace": []}
+
+
+class _Unparsable(Exception):
+    """A body that is JSON, so Lambda takes it, but that Python's json cannot load (too deep, too many digits)."""
+
+
+_EXECUTED = {"X-Amz-Executed-Version": "$LATEST"}
+_FAILED = {**_EXECUTED, "X-Amz-Function-Error": "Unhandled"}
+
+
+def _parse(body: bytes) -> Any:
+    """The event (an empty body is ``{}``); ValueError if the body is not JSON, _Unparsable if Python cannot load it."""
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except (RecursionError, ValueError) as exc:  # nested about 1,000 deep; an integer over 4,300 digits
+        raise _Unparsable(str(exc)) from None
 
 
 class InvokeRequestHandler(BaseHTTPRequestHandler):
@@ -96,6 +114,14 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
         log.debug(format, *args)
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's naming
+        try:
+            self._post()
+        except Exception as exc:  # noqa: BLE001 - answer, never drop the connection (the Invoke API's 500)
+            log.exception("invoke request failed")
+            self.close_connection = True
+            self._reply(500, {"Message": f"{type(exc).__name__}: {exc}"}, error="ServiceException")
+
+    def _post(self) -> None:
         path = self.path.split("?", 1)[0]
         if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
             self._reply(404, {"message": f"No route for {path}"}, error="UnknownOperationException")
@@ -108,7 +134,7 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
             self._reply(404, {"Type": "User", "Message": message}, error="ResourceNotFoundException")
             return
         try:
-            event = json.loads(body) if body else {}
+            event = _parse(body)
         except ValueError:
             self._reply(
                 400,
@@ -116,24 +142,27 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
                 error="InvalidRequestContentException",
             )
             return
-        self._invoke(name, handler, event, self.headers.get("X-Amz-Invocation-Type", "RequestResponse"))
+        except _Unparsable as exc:
+            # Lambda accepts the JSON; the runtime's json.loads raises, and it answers Runtime.UnmarshalError.
+            error = _runtime_error("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
+            self._invoke(lambda: (error, True))
+            return
+        self._invoke(lambda: run_handler(name, handler, event))
 
-    def _invoke(self, name: str, handler: Handler, event: Any, invocation_type: str) -> None:
+    def _invoke(self, run: Callable[[], tuple[Any, bool]]) -> None:
+        invocation_type = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if invocation_type == "DryRun":
             self._reply(204, None)
         elif invocation_type == "Event":
-            threading.Thread(target=run_handler, args=(name, handler, event), daemon=True).start()
+            threading.Thread(target=run, daemon=True).start()
             self._reply(202, None)
         else:
-            result, failed = run_handler(name, handler, event)
-            try:
-                json.dumps(result)
-            except (TypeError, ValueError) as exc:
-                result, failed = _marshal_error(exc), True
-            headers = {"X-Amz-Executed-Version": "$LATEST"}
-            if failed:
-                headers["X-Amz-Function-Error"] = "Unhandled"
-            self._reply(200, result, headers=headers, always_body=True)
+            result, failed = run()
+            try:  # the python3.12 runtime encodes with ensure_ascii=False: a lone surrogate cannot be sent
+                json.dumps(result, ensure_ascii=False).encode("utf-8")
+            except (TypeError, ValueError, RecursionError) as exc:
+                result, failed = _runtime_error("Runtime.MarshalError", f"Unable to marshal response: {exc}"), True
+            self._reply(200, result, headers=_FAILED if failed else _EXECUTED, always_body=True)
 
     def _reply(
         self,

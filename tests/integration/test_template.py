@@ -460,3 +460,39 @@ def _exercise_every_path(rt: realtime.Realtime, calls: CallRecorder) -> None:
     rt.posts.gone.add(stale)  # the gateway lost it without a $disconnect; `item` and `quiet` are still open
     with calls.acting_as("sweeper.handler"):
         rt.sweeper({}, LocalLambdaContext("sweeper"))
+
+
+# --- which Lambdas the stack may invoke for its users --------------------------------------------------------
+def test_user_functions_default_to_the_stacks_own_prefix() -> None:
+    report = validate(TEMPLATE_PATH, only={"user functions"})
+    assert report.problems("user functions") == []
+
+
+@pytest.mark.parametrize("pattern", ["*", "**", "?*"])
+def test_a_wildcard_only_pattern_by_default_fails_validation(tmp_path: Path, pattern: str) -> None:
+    path = edited(tmp_path, 'Default: ""', f'Default: "{pattern}"', after="UserFunctionNamePattern:")
+    problems = validate(path, only={"user functions"}).problems("user functions")
+    assert problems == [f"UserFunctionNamePattern defaults to {pattern!r}, any Lambda of the account"]
+
+
+def test_a_wildcard_only_pattern_is_allowed_with_consent(tmp_path: Path) -> None:
+    path = edited(tmp_path, 'Default: ""', 'Default: "*"', after="UserFunctionNamePattern:")
+    consented = tmp_path / "consented.yaml"
+    text = path.read_text(encoding="utf-8")
+    at = text.index("AllowAnyUserFunction:")
+    consented.write_text(text[:at] + text[at:].replace('Default: "false"', 'Default: "true"', 1), encoding="utf-8")
+    assert validate(consented, only={"user functions"}).problems("user functions") == []
+
+
+def test_the_consent_rule_must_stay(tmp_path: Path) -> None:
+    path = edited(tmp_path, "AnyUserFunctionNeedsConsent:", "SomethingElse:")
+    problems = validate(path, only={"user functions"}).problems("user functions")
+    assert "Rules.AnyUserFunctionNeedsConsent must apply when UserFunctionNamePattern is '*'" in problems
+
+
+def test_every_invoke_of_a_user_function_is_bound_to_the_pattern() -> None:
+    # the six policies that invoke user functions all name the stack's prefix unless a pattern is given
+    bound = 'UserFunctions: !If [StackFunctionPattern, !Sub "${AWS::StackName}-*", !Ref UserFunctionNamePattern]'
+    granted = ORIGINAL.count(bound)
+    assert granted == ORIGINAL.count("function:${UserFunctions}") == 6
+    assert "function:*" not in ORIGINAL

@@ -120,5 +120,5 @@ def test_update_op_errors_name_the_op_and_field(service: StreamService) -> None:
 
 def test_non_json_values_never_reach_the_store(service: StreamService, store: MemoryItemStore) -> None:
     response = invoke(service, {"function_id": "stream::set", "payload": {**KEY, "data": float("nan")}})
-    assert response["error"]["code"] == "STREAM_SET_ERROR"
+    assert response["error"]["code"] == "deserialization_error"  # NaN is not JSON: refused at input
     assert store.items == {}

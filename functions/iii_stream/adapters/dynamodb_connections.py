@@ -98,6 +98,7 @@ class DynamoConnectionStore:
 
     def add_subscription(self, subscription: Subscription) -> bool:
         entry = subs_entry(subscription)
+        row = subscription_row(subscription, _expiry_from_now())  # first: names its key cannot hold write nothing
         try:
             with mapped_errors():
                 response = self._client.update_item(
@@ -113,7 +114,7 @@ class DynamoConnectionStore:
             return False
         replaced = response.get("Attributes", {}).get("subs", {}).get("M", {}).get(subscription.subscription_id)
         with mapped_errors():
-            self._client.put_item(TableName=self._table, Item=subscription_row(subscription, _expiry_from_now()))
+            self._client.put_item(TableName=self._table, Item=row)
         if replaced is not None:
             stream_name, group_id, _ = json.loads(replaced["S"])
             if (stream_name, group_id) != (subscription.stream_name, subscription.group_id):

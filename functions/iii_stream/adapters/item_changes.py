@@ -7,10 +7,31 @@ from typing import Any
 
 from iii_stream.adapters import keys
 from iii_stream.core.changes import Change, ChangeKind
+from iii_stream.core.json_limits import json_problem
 
 
 def change_from_record(record: dict[str, Any]) -> Change | None:
-    """Decode one record (Lambda's DynamoDB Streams event shape, DynamoDB-JSON images)."""
+    """Decode one record (Lambda's DynamoDB Streams event shape, DynamoDB-JSON images).
+
+    Raises on a record it cannot read, and ValueError on one no frame can carry (names or data that are not
+    storable JSON: only another writer could have stored them); the handlers report it as a failed item.
+    """
+    change = _change(record)
+    if change is not None:
+        _check_sendable(change)
+    return change
+
+
+def _check_sendable(change: Change) -> None:
+    names = [change.stream_name, change.group_id, change.item_id or "", change.event_type or ""]
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError("the record's stream or group name is not a string")
+    problem = json_problem([*names, change.data], envelope=1)
+    if problem is not None:
+        raise ValueError(f"the record cannot be sent: {problem.reason}")
+
+
+def _change(record: dict[str, Any]) -> Change | None:
     stream_record = record.get("dynamodb", {})
     new, old = stream_record.get("NewImage"), stream_record.get("OldImage")
     pk = stream_record.get("Keys", {}).get("pk", {}).get("S")

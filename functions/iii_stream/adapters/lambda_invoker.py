@@ -24,7 +24,7 @@ class LambdaInvoker:
             raise FunctionFailedError(f"calling {function_ref} failed: {exc}") from exc
         try:
             result = json.loads(body) if body else None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's json can read
             raise FunctionFailedError(f"{function_ref} returned something that is not JSON") from exc
         if response.get("FunctionError"):
             message = result.get("errorMessage") if isinstance(result, dict) else result

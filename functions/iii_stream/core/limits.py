@@ -11,6 +11,8 @@ API_GATEWAY_IDLE_TIMEOUT_MS: Final = 10 * 60 * 1000
 # The longest stream name, group id or item id, in UTF-8 bytes: DynamoDB's key limits (2048 bytes for a
 # partition key, 1024 for a sort key) leave room for every key built from such names.
 MAX_NAME_BYTES: Final = 512
+# How many levels of arrays and objects a stored or sent value may nest: the original's JSON parser limit (serde_json).
+MAX_JSON_DEPTH: Final = 128
 
 
 def name_bytes_over(name: str) -> int | None:

@@ -1,17 +1,20 @@
 """Pydantic models of every stream function's input, with upstream-shaped validation errors.
 
 Inputs are snake_case, unknown fields are ignored, and a missing or mistyped field fails with
-``deserialization_error`` and a serde-like message that names the field.
+``deserialization_error`` and a serde-like message that names the field. So does an input that is not
+storable JSON (a lone surrogate, NaN, a value nested deeper than ``MAX_JSON_DEPTH``; see ``json_limits``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from iii_stream.core.errors import DeserializationError
+from iii_stream.core.json_limits import json_problem
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
@@ -23,6 +26,8 @@ TtlSeconds = Annotated[StrictInt, Field(gt=0, le=10 * 365 * 24 * 3600)]
 class _Input(BaseModel):
     # defer_build: a model's schema is built on its first use, so a cold start pays only for the functions it runs.
     model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+    # How many levels inside the input its free-form values sit (``data``: 1); each may nest MAX_JSON_DEPTH more.
+    value_envelope: ClassVar[int] = 1
 
 
 class ItemKey(_Input):
@@ -111,6 +116,7 @@ UpdateOp = Annotated[
 class UpdateInput(ItemKey):
     ops: list[UpdateOp]
     ttl: TtlSeconds | None = None
+    value_envelope: ClassVar[int] = 3  # an op's value sits in the input, ``ops`` and the op
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -124,6 +130,7 @@ def parse_input(model: type[M], payload: Any, function_id: str) -> M:
         raise DeserializationError(
             f"Failed to deserialize input for {function_id}: invalid type: {_describe(payload)}, expected an object"
         )
+    check_json(payload, f"input for {function_id}", getattr(model, "value_envelope", 1))
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -136,6 +143,24 @@ def parse_ops(ops: Any) -> list[UpdateOp]:
         return _ops_adapter().validate_python(ops)
     except ValidationError as exc:
         raise DeserializationError(f"Failed to deserialize update ops: {describe_error(exc)}") from None
+
+
+def check_json(value: Any, what: str, envelope: int = 0) -> None:
+    """Raise ``deserialization_error`` unless ``value`` is storable JSON (see ``json_limits.json_problem``)."""
+    problem = json_problem(value, envelope)
+    if problem is not None:
+        raise DeserializationError(f"Failed to deserialize {what}: {problem.reason} at `{_location(problem.path)}`")
+
+
+def invocation_error(event: Any) -> dict[str, Any] | None:
+    """The answer to a Lambda event whose fields besides ``payload`` (parse_input's) are not JSON; None if fine."""
+    if not isinstance(event, dict):
+        return None  # the router answers invalid_invocation
+    try:
+        check_json({key: value for key, value in event.items() if key != "payload"}, "the invocation", 1)
+    except DeserializationError as exc:
+        return {"error": exc.to_body()}
+    return None
 
 
 @cache
@@ -186,16 +211,21 @@ def _is_union_tag(part: int | str) -> bool:
     return part in _OP_TAGS or part in _UNION_MEMBERS
 
 
-def _location(loc: list[int | str]) -> str:
+def _location(loc: Sequence[int | str]) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "input"
+        text += f"[{part}]" if isinstance(part, int) else (f".{_printable(part)}" if text else _printable(part))
+    return _short(text, 256) or "input"
 
 
-def _short(value: Any) -> str:
+def _printable(key: str) -> str:
+    """A key fit for a message: shortened, a lone surrogate escaped (a message must encode as UTF-8)."""
+    return _short(key.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _short(value: Any, limit: int = 64) -> str:
     text = str(value)
-    return text if len(text) <= 64 else text[:61] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(value: Any) -> str:

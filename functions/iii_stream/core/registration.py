@@ -8,6 +8,7 @@ The physical id is the function id or the trigger id.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -16,7 +17,8 @@ from iii_stream.core.errors import StreamError
 # The physical id of a resource whose Create failed: its rollback Delete has nothing to remove.
 FAILED_PREFIX: Final = "iii-stream-registration-failed:"
 _GONE: Final = frozenset({"function_not_found", "trigger_not_found"})
-_REASON_LIMIT: Final = 1000  # the whole response must stay under CloudFormation's 4096 bytes
+_REASON_LIMIT: Final = 1000  # characters
+_RESPONSE_LIMIT: Final = 4096  # bytes: CloudFormation refuses a larger response, so the Reason is cut to fit
 
 RegistryCall = Callable[[str, dict[str, Any]], Any]
 
@@ -83,12 +85,18 @@ def _physical_id_after_failure(event: dict[str, Any]) -> str:
     return str(event["PhysicalResourceId"])
 
 
+def encode_response(response: dict[str, Any]) -> bytes:
+    """The response as sent: JSON in UTF-8 (non-ASCII kept in one to four bytes; a lone surrogate stays an escape)."""
+    return json.dumps(response, ensure_ascii=False).encode("utf-8", "backslashreplace")
+
+
 def _response(
     event: dict[str, Any], status: str, physical_id: str, reason: str, data: dict[str, str]
 ) -> dict[str, Any]:
-    return {
+    reason = reason[:_REASON_LIMIT]
+    response: dict[str, Any] = {
         "Status": status,
-        "Reason": reason[:_REASON_LIMIT],
+        "Reason": reason,
         "PhysicalResourceId": physical_id,
         "StackId": event.get("StackId"),
         "RequestId": event.get("RequestId"),
@@ -96,3 +104,7 @@ def _response(
         "NoEcho": False,
         "Data": data,
     }
+    over = len(encode_response(response)) - _RESPONSE_LIMIT
+    if over > 0:  # every character cut saves at least one byte
+        response["Reason"] = reason[: max(0, len(reason) - over)]
+    return response

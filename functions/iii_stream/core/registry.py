@@ -16,11 +16,16 @@ from typing import Any, Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from iii_stream.core.errors import StreamError
+from iii_stream.core.limits import MAX_NAME_BYTES, name_bytes_over
 from iii_stream.core.models import parse_input
 from iii_stream.core.ports import Clock
 from iii_stream.core.router import Route, Router
 
 TRIGGER_TYPES = ("stream", "stream:join", "stream:leave")
+# Every string a registration adds is bounded, so its record always fits a DynamoDB item (400 KB; ids are sort
+# keys, at most 1024 bytes).
+MAX_ID_CHARS: Final = 256
+MAX_DESCRIPTION_CHARS: Final = 1024
 
 
 class RegistryError(StreamError):
@@ -34,8 +39,8 @@ class _Model(BaseModel):
 
 
 class FunctionRecord(_Model):
-    function_id: StrictStr = Field(min_length=1, max_length=256)
-    target: StrictStr = Field(min_length=1, max_length=256)
+    function_id: StrictStr = Field(min_length=1, max_length=MAX_ID_CHARS)
+    target: StrictStr = Field(min_length=1, max_length=MAX_ID_CHARS)
     description: StrictStr = ""
 
 
@@ -94,11 +99,17 @@ class TriggerRecord:
         )
 
 
+class RegisterFunctionInput(FunctionRecord):
+    """A registration: a record with a bounded description (records already stored are read as they are)."""
+
+    description: StrictStr = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+
+
 class RegisterTriggerInput(_Model):
     type: StrictStr
     function_id: StrictStr = Field(min_length=1)
     config: Any = None
-    id: StrictStr | None = Field(default=None, min_length=1, max_length=256)
+    id: StrictStr | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
 
 
 class FunctionIdInput(_Model):
@@ -153,12 +164,21 @@ def parse_trigger_config(trigger_type: str, config: Any) -> StreamTriggerConfig 
     return parse_input(model, config, f"{trigger_type} trigger config")  # type: ignore[return-value]
 
 
+def _check_config(config: StreamTriggerConfig | LifecycleTriggerConfig) -> None:
+    """A new trigger's names: no longer than the names they match (a longer one could never fire)."""
+    for field in ("stream_name", "group_id", "item_id"):
+        size = name_bytes_over(getattr(config, field, None) or "")
+        if size is not None:
+            raise RegistryError(f"config.{field} is {size} bytes long; at most {MAX_NAME_BYTES} bytes are allowed.")
+
+
 class RegistryService:
     def __init__(self, store: RegistryStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
 
-    def register_function(self, record: FunctionRecord) -> dict[str, Any]:
+    def register_function(self, payload: RegisterFunctionInput) -> dict[str, Any]:
+        record = FunctionRecord(**payload.model_dump())
         self._store.put_function(record)
         return record.model_dump()
 
@@ -177,6 +197,7 @@ class RegistryService:
 
     def register_trigger(self, payload: RegisterTriggerInput) -> dict[str, Any]:
         config = parse_trigger_config(payload.type, payload.config)
+        _check_config(config)
         known = {record.function_id for record in self._store.functions()}
         for function_id in filter(None, (payload.function_id, config.condition_function_id)):
             if function_id not in known:
@@ -215,7 +236,7 @@ def _trigger_view(record: TriggerRecord) -> dict[str, Any]:
 
 REGISTRY_FUNCTIONS: Final = Router[RegistryService](
     {
-        "registry::register_function": Route(FunctionRecord, RegistryService.register_function),
+        "registry::register_function": Route(RegisterFunctionInput, RegistryService.register_function),
         "registry::unregister_function": Route(FunctionIdInput, RegistryService.unregister_function),
         "registry::list_functions": Route(NoInput, RegistryService.list_functions),
         "registry::register_trigger": Route(RegisterTriggerInput, RegistryService.register_trigger),

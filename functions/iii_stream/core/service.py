@@ -9,8 +9,16 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from iii_stream.core import frames
-from iii_stream.core.errors import ConflictError, NameTooLongError, PayloadTooLargeError, StoreError, StreamError
-from iii_stream.core.limits import MAX_MESSAGE_BYTES, MAX_NAME_BYTES, name_bytes_over
+from iii_stream.core.errors import (
+    ConflictError,
+    DeserializationError,
+    NameTooLongError,
+    PayloadTooLargeError,
+    StoreError,
+    StreamError,
+)
+from iii_stream.core.json_limits import json_problem
+from iii_stream.core.limits import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, name_bytes_over
 from iii_stream.core.models import (
     DeleteInput,
     GetInput,
@@ -57,6 +65,11 @@ def _live_value(item: StoredItem | None, now_ms: int) -> Any:
     if item is None or not item.live(now_ms):
         return MISSING
     return json.loads(item.data)
+
+
+def _too_deep(value: Any) -> bool:
+    """Does a value built from checked parts (a stored item, an update's result) nest over MAX_JSON_DEPTH?"""
+    return value is not MISSING and json_problem(value) is not None
 
 
 def _or_none(value: Any) -> Any:
@@ -145,7 +158,15 @@ class StreamService:
         old = self._store.get(address)
         now = self._clock.now_ms()
         old_value = _live_value(old, now)
+        if _too_deep(old_value):  # written before the limit; the op engine copies it recursively
+            too_deep = f"the stored item nests deeper than {MAX_JSON_DEPTH} levels"
+            raise StreamError(f"Failed to update value: {too_deep}", "STREAM_UPDATE_ERROR")
         new_value, errors = apply_update_ops(old_value, payload.ops)
+        if _too_deep(new_value):
+            raise DeserializationError(
+                f"Failed to deserialize input for stream::update: the ops would nest the item deeper than "
+                f"{MAX_JSON_DEPTH} levels"
+            )
         data_json = self._serialise(new_value, "STREAM_UPDATE_ERROR", "Failed to update value")
         self._check_change_size(payload, data_json)
         expires_at = (

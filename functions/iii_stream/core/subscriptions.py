@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from iii_stream.core import frames
 from iii_stream.core.disconnect import Disconnector
-from iii_stream.core.errors import BadFrameError, ConnectionGoneError, PostError
+from iii_stream.core.errors import BadFrameError, ConnectionGoneError, NameTooLongError, PostError
 from iii_stream.core.limits import MAX_MESSAGE_BYTES
 from iii_stream.core.ports import (
     SYNC_WINDOW_MS,
@@ -87,6 +87,9 @@ class SubscriptionService:
         )
         try:
             self._join(subscription)
+        except NameTooLongError as exc:
+            # Names within 512 bytes whose key still would not fit (escaped control characters): as a malformed frame.
+            log.info("ignored a frame from %s: %s", connection_id, exc)
         except ConnectionGoneError:
             self._disconnector.disconnect(connection_id)
         except PostError as exc:

@@ -3,18 +3,23 @@
 The rules are the original's (section 6-7 of the spec): group/item filters where empty or missing
 means any, a condition function that skips the handler only on ``false`` or a failed call, the
 wrapper payload for ``stream`` and the snake_case payload for join/leave; plus ours: join/leave
-filters, fail-closed join handlers, and each handler run once per change.
+filters, fail-closed join handlers (an unreadable registry included), each ``stream`` handler run once per
+change, and each ``stream:leave`` handler retried until queued, once per subscription.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from iii_stream.core.changes import Change
-from iii_stream.core.errors import FunctionFailedError
+from iii_stream.core.errors import FunctionFailedError, StoreError
 from iii_stream.core.ports import FunctionInvoker, Subscription, TriggerLedger
 from iii_stream.core.registry import LifecycleTriggerConfig, RegistryStore, StreamTriggerConfig, TriggerRecord
 
@@ -127,7 +132,10 @@ class StreamTriggers(_Runner):
                 self._ledger.release(change_id, trigger.trigger_id)
                 failures.append(f"{trigger.trigger_id}: {exc}")
                 continue
-            self._ledger.complete(change_id, trigger.trigger_id)
+            try:
+                self._ledger.complete(change_id, trigger.trigger_id)
+            except StoreError as exc:  # queued: failing the record would queue it again when retried
+                log.error("trigger %s queued for %s but not marked done: %s", trigger.trigger_id, change_id, exc)
         if failures:
             raise FunctionFailedError(f"{len(failures)} handler(s) could not be queued: {'; '.join(failures)}")
         return invoked
@@ -141,6 +149,13 @@ class TriggerJoinGate(_Runner):
         self._fail_open = fail_open
 
     def allows(self, subscription: Subscription) -> bool:
+        try:
+            return self._allows(subscription)
+        except StoreError as exc:  # the registry could not be read: no one can vouch for this subscription
+            log.warning("join triggers could not be read (%s): %s", "allowed" if self._fail_open else "rejected", exc)
+            return self._fail_open
+
+    def _allows(self, subscription: Subscription) -> bool:
         payload = lifecycle_payload(subscription)
         allowed = True
         for trigger in self._cache.of_type("stream:join"):
@@ -171,23 +186,124 @@ class TriggerJoinGate(_Runner):
         return not (isinstance(result, dict) and result.get("unauthorized") is True)
 
 
+@dataclass(frozen=True)
+class LeaveRetry:
+    """How a ``stream:leave`` handler's ``Event`` invocation is retried before its leave is handed back.
+
+    ``attempts`` tries per invocation, with full-jitter exponential backoff (``base_seconds`` doubling up to
+    ``cap_seconds``); once an invocation has failed after its attempts, the next ``cooldown_seconds`` try each
+    invocation once (a storm of leaves must not wait out a throttle leave by leave). A leave is handed back at
+    most ``hand_backs`` times, then set aside (logged).
+    """
+
+    attempts: int = 4
+    base_seconds: float = 0.1
+    cap_seconds: float = 1.0
+    cooldown_seconds: float = 10.0
+    hand_backs: int = 5
+
+
+def leave_change_id(subscription: Subscription) -> str:
+    """The ledger's id of a subscription's leave (stream changes use their eventID: no overlap)."""
+    return "L" + json.dumps([subscription.connection_id, subscription.subscription_id])
+
+
 class TriggerLeaveHandlers(_Runner):
-    """Queues every matching ``stream:leave`` handler; their results are ignored."""
+    """Queues every matching ``stream:leave`` handler, once per subscription; their results are ignored.
+
+    A failed ``Event`` invocation (Lambda throttling) is retried here (``LeaveRetry``). With a ``ledger``, a leave
+    whose handlers still could not all be queued (or whose triggers could not be read) raises
+    FunctionFailedError after the others were queued: the Disconnector then hands the subscription back, and the
+    next removal calls ``left`` again. Each (subscription, trigger) pair is claimed in the ledger before its
+    handler is queued, as for ``stream`` triggers, so a handed-back leave queues only what is missing: never a
+    handler twice. Without a ledger there is no memory of what was queued, so nothing is handed back: it is
+    logged.
+    """
+
+    def __init__(
+        self,
+        cache: TriggerCache,
+        invoker: FunctionInvoker,
+        ledger: TriggerLedger | None = None,
+        retry: LeaveRetry = LeaveRetry(),
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(cache, invoker)
+        self._ledger = ledger
+        self._retry = retry
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._jitter = jitter
+        self._patient_after = 0.0  # until then (a cooldown), each invocation is tried once
+        self._lock = threading.Lock()
 
     def left(self, subscription: Subscription) -> None:
+        key = leave_change_id(subscription)
+        try:
+            triggers = [
+                trigger
+                for trigger in self._cache.of_type("stream:leave")
+                if isinstance(trigger.config, LifecycleTriggerConfig)
+                and lifecycle_trigger_matches(trigger.config, subscription)
+            ]
+        except StoreError as exc:
+            self._not_queued(subscription, key, [], [f"the leave triggers could not be read: {exc}"])
+            return
         payload = lifecycle_payload(subscription)
-        for trigger in self._cache.of_type("stream:leave"):
-            config = trigger.config
-            if not isinstance(config, LifecycleTriggerConfig) or not lifecycle_trigger_matches(config, subscription):
-                continue
-            if not self.condition_allows(trigger, payload):
-                continue
+        done: list[str] = []
+        failures: list[str] = []
+        for trigger in triggers:
             try:
-                self._invoker.invoke_async(self._cache.target(trigger.function_id), payload)
-            except FunctionFailedError as exc:
-                log.error(
-                    "leave handler %s for %s could not be queued: %s",
-                    trigger.function_id,
-                    subscription.subscription_id,
-                    exc,
-                )
+                if self._ledger is not None and not self._ledger.claim(key, trigger.trigger_id):
+                    continue  # queued by an earlier attempt at this leave
+                if self.condition_allows(trigger, payload):
+                    self._queue(self._cache.target(trigger.function_id), payload)
+            except (FunctionFailedError, StoreError) as exc:
+                failures.append(f"{trigger.trigger_id}: {exc}")
+                continue
+            done.append(trigger.trigger_id)
+        if failures:
+            self._not_queued(subscription, key, done, failures)
+
+    def _queue(self, target: str, payload: dict[str, Any]) -> None:
+        """One ``Event`` invocation, retried with backoff (once only during a cooldown)."""
+        attempts = max(1, self._retry.attempts) if self._monotonic() >= self._patient_after else 1
+        for attempt in range(attempts):
+            try:
+                self._invoker.invoke_async(target, payload)
+                return
+            except FunctionFailedError:
+                if attempt + 1 >= attempts:
+                    with self._lock:
+                        self._patient_after = self._monotonic() + self._retry.cooldown_seconds
+                    raise
+                self._sleep(self._jitter() * min(self._retry.cap_seconds, self._retry.base_seconds * 2**attempt))
+
+    def _not_queued(self, subscription: Subscription, key: str, done: list[str], failures: list[str]) -> None:
+        """Record what was queued and raise (the leave is handed back), or log when that cannot be done safely."""
+        what = f"leave handlers for {subscription.subscription_id} could not be queued: {'; '.join(failures)}"
+        if self._ledger is None:
+            log.error("%s", what)
+            return
+        try:
+            for trigger_id in done:
+                self._ledger.complete(key, trigger_id)
+            hand_back = self._next_hand_back(self._ledger, key)
+        except StoreError as exc:
+            # Without a record of what was queued, a retry could queue a handler twice: give up on the rest.
+            log.error("%s; what was queued could not be recorded (%s), so it is not retried", what, exc)
+            return
+        if hand_back is None:
+            log.error("%s; set aside after %d hand-backs", what, self._retry.hand_backs)
+            return
+        raise FunctionFailedError(f"{what} (hand-back {hand_back} of {self._retry.hand_backs})")
+
+    def _next_hand_back(self, ledger: TriggerLedger, key: str) -> int | None:
+        """Count this hand-back in the ledger; None when the leave has been handed back enough times."""
+        for number in range(1, self._retry.hand_backs + 1):
+            if ledger.claim(key, f"#hand-back-{number}"):
+                ledger.complete(key, f"#hand-back-{number}")
+                return number
+        return None

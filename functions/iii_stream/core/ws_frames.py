@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from iii_stream.core.errors import BadFrameError
+from iii_stream.core.json_limits import json_problem
 from iii_stream.core.limits import MAX_NAME_BYTES, name_bytes_over
 
 
@@ -39,11 +40,17 @@ class ClientFrame(BaseModel):
 
 
 def parse_client_frame(body: Any) -> ClientFrame:
-    """Parse a frame body (the text the client sent); raise BadFrameError with a short reason."""
+    """Parse a frame body (the text the client sent); raise BadFrameError with a short reason, never another error."""
     if not isinstance(body, str) or not body.strip():
         raise BadFrameError("empty or non-text frame")
     try:
-        return ClientFrame.model_validate(json.loads(body))
-    except ValueError as exc:  # json.JSONDecodeError and pydantic's ValidationError are both ValueErrors
-        reason = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else "not JSON"
-        raise BadFrameError(reason) from None
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # also an integer over Python's 4,300 digits, or nesting it cannot read
+        raise BadFrameError("not JSON") from None
+    problem = json_problem(value)  # nested deeper than MAX_JSON_DEPTH, a lone surrogate, NaN: not the service's JSON
+    if problem is not None:
+        raise BadFrameError(problem.reason)
+    try:
+        return ClientFrame.model_validate(value)
+    except ValidationError as exc:
+        raise BadFrameError(exc.errors(include_url=False)[0]["msg"]) from None
