@@ -162,3 +162,20 @@ class Realtime:
     def events(self, connection_id: str) -> list[tuple[str, Any]]:
         """``(event type, id)`` of every frame a connection got, in order."""
         return [(f["event"]["type"], f["id"]) for f in self.frames(connection_id)]
+
+
+class UserFunctions:
+    """Python functions served as Lambdas (behind a local Lambda endpoint); every call recorded."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[Any]] = defaultdict(list)
+        self.behaviour: dict[str, Callable[[Any], Any]] = {}
+        self._lock = threading.Lock()
+
+    def handler(self, name: str) -> Callable[[Any, Any], Any]:
+        def run(event: Any, context: Any) -> Any:
+            with self._lock:
+                self.calls[name].append(event)
+            return self.behaviour.get(name, lambda e: None)(event)
+
+        return run

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 import types
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +43,7 @@ from infra.handlers import load_handler
 from infra.local.context import LocalLambdaContext
 from infra.local.lambda_endpoint import LambdaEndpoint
 from infra.local.stream_pump import StreamPump
+from tests.integration import realtime
 from tests.integration.realtime import CONNECTIONS, ITEMS, TRIGGERS, Realtime
 
 pytestmark = pytest.mark.integration
@@ -175,23 +176,10 @@ def to_function(name: str, invocation_type: str | None = None) -> Callable[[dict
 # --- the world: real handlers, user functions behind a Lambda endpoint, tables on a loopback moto ----------
 
 
-class UserFunctions:
+class UserFunctions(realtime.UserFunctions):
     """Python functions served as Lambdas; every call recorded."""
 
     NAMES = ("on_change", "on_change_2", "cond", "gate", "on_leave", "audit", "boom")
-
-    def __init__(self) -> None:
-        self.calls: dict[str, list[Any]] = defaultdict(list)
-        self.behaviour: dict[str, Callable[[Any], Any]] = {}
-        self._lock = threading.Lock()
-
-    def handler(self, name: str) -> Callable[[Any, Any], Any]:
-        def run(event: Any, context: Any) -> Any:
-            with self._lock:
-                self.calls[name].append(event)
-            return self.behaviour.get(name, lambda e: None)(event)
-
-        return run
 
     def settled(self, name: str, count: int, timeout: float = 5.0) -> list[Any]:
         """The calls of ``name`` once ``count`` arrived (or ``timeout`` passed), and a moment more: a call queued

@@ -8,34 +8,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from infra.local.context import LocalLambdaContext
 from infra.local.lambda_endpoint import LambdaEndpoint
+from tests.integration import realtime
 from tests.integration.realtime import Realtime
 
 pytestmark = pytest.mark.integration
 
 
-class UserFunctions:
+class UserFunctions(realtime.UserFunctions):
     """Python functions served as Lambdas; records every call."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, list[Any]] = defaultdict(list)
-        self._lock = threading.Lock()
-        self.behaviour: dict[str, Callable[[Any], Any]] = {}
-
-    def handler(self, name: str) -> Callable[[Any, Any], Any]:
-        def run(event: Any, context: Any) -> Any:
-            with self._lock:
-                self.calls[name].append(event)
-            return self.behaviour.get(name, lambda e: None)(event)
-
-        return run
 
     def wait_for(self, name: str, count: int, timeout: float = 5.0) -> list[Any]:
         deadline = time.monotonic() + timeout
