@@ -37,6 +37,8 @@ GET_CONNECTION: Final = "execute-api:${WebSocketApi}/${Stage}/GET/@connections/*
 _INVOKE: Final = frozenset({"lambda:InvokeFunction"})
 _MANAGE: Final = frozenset({"execute-api:ManageConnections"})
 _REGISTRY: Final = frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"})
+# Leave handlers: the trigger cache's Query, the ledger's claim (PutItem) and complete (UpdateItem).
+_LEAVES: Final = frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"})
 
 
 def _ddb(*actions: str) -> frozenset[str]:
@@ -57,24 +59,30 @@ REQUIRED_ACCESS: Final[dict[str, Access]] = {
     "registry_resource.handler": {TRIGGERS: _REGISTRY},
     # ConnectService: save_connection PutItem; the auth function (LambdaInvoker.invoke).
     "ws_connect.handler": {CONNECTIONS: _ddb("PutItem"), USER_FUNCTIONS: _INVOKE},
-    # SubscriptionService.disconnect: remove_connection DeleteItem (connection and rows); the leave
-    # handlers: TriggerCache Query, invoke_async.
-    "ws_disconnect.handler": {CONNECTIONS: _ddb("DeleteItem"), TRIGGERS: _ddb("Query"), USER_FUNCTIONS: _INVOKE},
+    # Disconnector.disconnect: remove_connection DeleteItem (connection and rows); a handed-back leave
+    # (Disconnector._hand_back): add_subscription UpdateItem + PutItem, save_connection PutItem, postpone
+    # UpdateItem. The leave handlers (TriggerLeaveHandlers): TriggerCache Query, DynamoTriggerLedger claim
+    # PutItem and complete UpdateItem, invoke_async.
+    "ws_disconnect.handler": {
+        CONNECTIONS: _ddb("DeleteItem", "PutItem", "UpdateItem"),
+        TRIGGERS: _LEAVES,
+        USER_FUNCTIONS: _INVOKE,
+    },
     # join: get_connection GetItem, add_subscription UpdateItem + PutItem (+ DeleteItem of a replaced row),
     # the snapshot GetItem/Query on items, the join gate (Query triggers, invoke), the sync PostToConnection;
-    # leave: remove_subscription UpdateItem + DeleteItem, leave handlers; a 410: disconnect.
+    # leave: remove_subscription UpdateItem + DeleteItem, leave handlers (and their ledger); a 410: disconnect.
     "ws_message.handler": {
         CONNECTIONS: _ddb("GetItem", "PutItem", "UpdateItem", "DeleteItem"),
         ITEMS: _ddb("GetItem", "Query"),
-        TRIGGERS: _ddb("Query"),
+        TRIGGERS: _LEAVES,
         USER_FUNCTIONS: _INVOKE,
         POST_TO_CONNECTION: _MANAGE,
     },
     # BroadcastService: subscribers Query, PostToConnection (or FanoutFunction for a large batch); a 410:
-    # disconnect (DeleteItem, leave handlers).
+    # disconnect (DeleteItem, leave handlers and their ledger, a hand-back's PutItem + UpdateItem).
     "broadcast.handler": {
-        CONNECTIONS: _ddb("Query", "DeleteItem"),
-        TRIGGERS: _ddb("Query"),
+        CONNECTIONS: _ddb("Query", "DeleteItem", "PutItem", "UpdateItem"),
+        TRIGGERS: _LEAVES,
         USER_FUNCTIONS: _INVOKE,
         FANOUT_FUNCTION: _INVOKE,
         POST_TO_CONNECTION: _MANAGE,
@@ -84,11 +92,12 @@ REQUIRED_ACCESS: Final[dict[str, Access]] = {
     # StreamTriggers: TriggerCache Query; DynamoTriggerLedger claim PutItem, complete UpdateItem,
     # release DeleteItem; conditions (invoke) and handlers (invoke_async).
     "dispatch.handler": {TRIGGERS: _ddb("Query", "PutItem", "UpdateItem", "DeleteItem"), USER_FUNCTIONS: _INVOKE},
-    # Sweeper: due_connections Query on by_due, alive GetConnection, postpone UpdateItem, disconnect.
+    # Sweeper: due_connections Query on by_due, alive GetConnection, postpone UpdateItem, disconnect (as
+    # ws_disconnect: a hand-back's PutItem).
     "sweeper.handler": {
         BY_DUE: _ddb("Query"),
-        CONNECTIONS: _ddb("UpdateItem", "DeleteItem"),
-        TRIGGERS: _ddb("Query"),
+        CONNECTIONS: _ddb("UpdateItem", "DeleteItem", "PutItem"),
+        TRIGGERS: _LEAVES,
         USER_FUNCTIONS: _INVOKE,
         GET_CONNECTION: _MANAGE,
     },

@@ -134,10 +134,14 @@ def disconnector() -> Disconnector:
 
     if not settings().triggers_table:
         return Disconnector(connection_store())
+    from iii_stream.adapters.dynamodb_registry import DynamoTriggerLedger
     from iii_stream.adapters.lambda_invoker import LambdaInvoker
     from iii_stream.core.triggers import TriggerLeaveHandlers
 
-    return Disconnector(connection_store(), TriggerLeaveHandlers(trigger_cache(), LambdaInvoker(lambda_client())))
+    # The ledger lets a leave whose handlers could not all be queued be handed back and retried, never twice.
+    ledger = DynamoTriggerLedger(dynamodb_client(), settings().triggers_table)
+    leaves = TriggerLeaveHandlers(trigger_cache(), LambdaInvoker(lambda_client()), ledger)
+    return Disconnector(connection_store(), leaves)
 
 
 @cache

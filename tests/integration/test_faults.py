@@ -500,6 +500,35 @@ def test_a_disconnect_that_fails_on_throttling_is_finished_by_the_sweeper_with_o
     assert world.connection_rows(connection_id) == []
 
 
+def test_a_disconnect_stopped_half_way_keeps_the_connection_row_for_the_sweeper(world: World) -> None:
+    # GIVEN a leave trigger and a connection with two subscriptions; the delete of the second subscription row
+    # throttled on every attempt (fault: before-send on wiring.dynamodb_client(), DeleteItem of a "G" row)
+    world.trigger("stream:leave", "on_leave")
+    rt = world.rt
+    connection_id, _ = rt.connect()
+    first, second = rt.join(connection_id, "s", "g"), rt.join(connection_id, "s", "h")
+    rows = {"n": 0}
+
+    def second_subscription_row(params: dict[str, Any]) -> bool:
+        if not params["Key"]["pk"]["S"].startswith(keys.SUBSCRIPTION_TAG):
+            return False
+        rows["n"] += 1
+        return rows["n"] == 2
+
+    world.dynamodb.add(Rule([THROUGHPUT_EXCEEDED], operations={"DeleteItem"}, where=second_subscription_row, calls=1))
+    # WHEN $disconnect runs: it removes one subscription (its leave fires), then fails
+    with pytest.raises(Exception, match="ProvisionedThroughputExceededException"):
+        rt.disconnect(connection_id)
+    assert len(world.leave_ids("on_leave", 1)) == 1
+    # THEN the connection row is still there (the subscription rows go first), so the sweeper finishes it
+    world.dynamodb.clear()
+    assert any(row["pk"]["S"].startswith(keys.CONNECTION_TAG) for row in world.connection_rows(connection_id))
+    rt.posts.gone.add(connection_id)
+    assert rt.sweeper({}, LocalLambdaContext("sweeper"))["removed"] == [connection_id]
+    assert world.leave_ids("on_leave", 2) == sorted([first, second])
+    assert world.connection_rows(connection_id) == []
+
+
 # === 2. 410 storms ========================================================================================
 
 
@@ -688,8 +717,7 @@ def test_a_leave_handler_throttled_briefly_is_retried_and_fires_once(world: Worl
 
 @pytest.fixture
 def leave_ledger(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The leave handlers with a ledger and quick in-process retries: how ``wiring.disconnector()`` is to compose
-    them (it passes no ledger yet, so today a leave still unqueued after the retries is logged, not handed back)."""
+    """The leave handlers as ``wiring.disconnector()`` composes them (with the ledger), with quicker retries."""
     settings = wiring.settings()
     hooks = TriggerLeaveHandlers(
         wiring.trigger_cache(),
@@ -726,6 +754,47 @@ def test_a_leave_still_throttled_after_its_retries_is_handed_back_and_the_sweepe
     assert world.leave_ids("on_leave", 2) == subscriptions
     assert world.leave_ids("audit", 2) == subscriptions
     assert world.connection_rows(connection_id) == []
+
+
+def test_a_leave_still_throttled_is_handed_back_by_the_wired_disconnector(world: World) -> None:
+    # GIVEN a leave trigger whose Event invokes are all throttled, and the disconnector as wired (not the fixture)
+    world.trigger("stream:leave", "on_leave")
+    rt = world.rt
+    connection_id, _ = rt.connect()
+    subscription = rt.join(connection_id, "s", "g")
+    world.lambda_.add(Rule([TOO_MANY_REQUESTS], operations={"Invoke"}, where=to_function("on_leave")))
+    # WHEN the client leaves
+    rt.send(
+        connection_id, {"type": "leave", "data": {"subscriptionId": subscription, "streamName": "s", "groupId": "g"}}
+    )
+    # THEN the subscription was handed back (still subscribed), and its leave fires once Lambda recovers
+    assert len(world.connection_rows(connection_id)) == 2
+    world.lambda_.clear()
+    rt.disconnect(connection_id)
+    assert world.leave_ids("on_leave", 1) == [subscription]  # once: the throttled attempts queued nothing
+
+
+def test_a_subscription_id_joined_again_after_a_handed_back_leave_fires_every_handler_again(
+    world: World, leave_ledger: None
+) -> None:
+    # GIVEN two leave triggers, and on_leave's Event invokes throttled on every attempt (fault: the Lambda client)
+    world.trigger("stream:leave", "on_leave")
+    world.trigger("stream:leave", "audit")
+    rt = world.rt
+    connection_id, _ = rt.connect()
+    leave = {"type": "leave", "data": {"subscriptionId": "again", "streamName": "s", "groupId": "g"}}
+    rule = world.lambda_.add(Rule([TOO_MANY_REQUESTS], operations={"Invoke"}, where=to_function("on_leave")))
+    # WHEN a subscription leaves (audit queued and marked done in the ledger, on_leave handed back), the same
+    # subscription id joins again (replacing it, as the original does), Lambda recovers and it leaves again
+    rt.join(connection_id, "s", "g", subscription_id="again")
+    rt.send(connection_id, leave)
+    assert rule.picked > 0 and world.leave_ids("audit", 1) == ["again"]
+    rt.join(connection_id, "s", "g", subscription_id="again")
+    world.lambda_.clear()
+    rt.send(connection_id, leave)
+    # THEN the second join's leave reached both handlers: the ledger tells the two joins apart
+    assert world.leave_ids("audit", 2) == ["again", "again"]
+    assert world.leave_ids("on_leave", 1) == ["again"]
 
 
 def test_a_leave_handed_back_during_a_410_storm_is_fired_once_by_the_next_broadcast(
@@ -917,3 +986,15 @@ def test_leaves_while_the_registry_is_unavailable_are_handed_back_and_fired_once
     rt.sweeper({}, LocalLambdaContext("sweeper"))
     # THEN its leave fired once
     assert world.leave_ids("on_leave", 1) == [subscription]
+
+
+def test_the_registry_functions_answer_store_error_while_the_registry_is_unavailable(world: World) -> None:
+    # GIVEN the triggers table failing every attempt of its next writes and reads (fault: before-send)
+    world.dynamodb.add(Rule([INTERNAL_ERROR], operations={"PutItem", "Query"}, where=on_table(TRIGGERS), calls=2))
+    # WHEN a function is registered and the functions are listed during the outage
+    registered = world.rt.register("registry::register_function", function_id="app::late", target="late")
+    listed = world.rt.register("registry::list_functions")
+    # THEN each answered the documented error (not a failed Lambda), and afterwards the registry works again
+    for answer in (registered, listed):
+        assert answer["error"]["code"] == "STORE_ERROR" and "InternalServerError" in answer["error"]["message"]
+    assert "result" in world.rt.register("registry::register_function", function_id="app::late", target="late")

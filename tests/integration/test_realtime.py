@@ -123,6 +123,19 @@ class TestJoinAndSync:
         assert (frame["streamName"], frame["groupId"]) == ("todo", "inbox")
         assert frame["event"] == {"type": "sync", "data": [{"id": "a"}, {"id": "b"}]}
 
+    def test_a_delete_older_than_the_item_a_group_sync_carried_is_not_broadcast_after_it(self, rt: Realtime) -> None:
+        # GIVEN an item deleted and written again, all before a client joins (found by the soak bench)
+        rt.call("stream::set", stream_name="s", group_id="g", item_id="x", data={"id": "x", "v": 1})
+        rt.call("stream::delete", stream_name="s", group_id="g", item_id="x")
+        rt.call("stream::set", stream_name="s", group_id="g", item_id="x", data={"id": "x", "v": 2})
+        connection_id, _ = rt.connect()
+        rt.join(connection_id, "s", "g")
+        # WHEN the three changes are broadcast after the join's sync
+        rt.pump.drain()
+        # THEN the client got the sync holding x and nothing after it: the stale delete would have removed x
+        assert rt.events(connection_id) == [("sync", None)]
+        assert rt.frames(connection_id)[0]["event"]["data"] == [{"id": "x", "v": 2}]
+
     def test_item_join_gets_the_value_or_null(self, rt: Realtime) -> None:
         rt.call("stream::set", stream_name="todo", group_id="inbox", item_id="a", data={"id": "a"})
         connection_id, _ = rt.connect()

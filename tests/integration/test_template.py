@@ -93,10 +93,10 @@ def test_a_missing_permission_names_the_action_and_the_resource(tmp_path: Path) 
     # GIVEN the join route without dynamodb:Query on the triggers table (its join gate reads the triggers)
     path = edited(
         tmp_path,
-        "            - Effect: Allow\n"
-        "              Action: [dynamodb:Query]\n"
+        "              Action: [dynamodb:Query, dynamodb:PutItem, dynamodb:UpdateItem]\n"
         "              Resource: !GetAtt TriggersTable.Arn\n",
-        "",
+        "              Action: [dynamodb:PutItem, dynamodb:UpdateItem]\n"
+        "              Resource: !GetAtt TriggersTable.Arn\n",
         after="MessageFunction:",
     )
     report = validate(path, only={"iam least privilege"})
@@ -398,6 +398,8 @@ def _exercise_every_path(rt: realtime.Realtime, calls: CallRecorder) -> None:
             rt.register("registry::register_function", function_id=f"app::{name}", target=name)
         rt.register("registry::register_trigger", type="stream:join", function_id="app::gate", config={})
         rt.register("registry::register_trigger", type="stream:leave", function_id="app::on_leave", config={})
+        # a leave handler that can never be queued: every leave is handed back (its rows put back, the ledger)
+        rt.register("registry::register_trigger", type="stream:leave", function_id="app::missing", config={})
         stream = {"stream_name": "chat", "condition_function_id": "app::cond"}
         rt.register("registry::register_trigger", type="stream", function_id="app::on_change", config=stream)
         rt.register(

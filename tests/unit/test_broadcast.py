@@ -12,7 +12,7 @@ from iii_stream.core.broadcast import BroadcastService
 from iii_stream.core.changes import Change
 from iii_stream.core.disconnect import Disconnector
 from iii_stream.core.errors import PostError
-from iii_stream.core.ports import SYNC_WINDOW_MS, Connection, Subscription, SyncMark
+from iii_stream.core.ports import PENDING_SYNC, SYNC_WINDOW_MS, Connection, Subscription, SyncMark
 
 from tests.fakes import MemoryConnectionStore, RecordingPoster
 
@@ -331,13 +331,20 @@ def _synced(world: World, connection_id: str, read_at: int, recent: dict[str, in
         (_update("b", ts=TS - 10), True),  # b was not in the sync's recent items: written after the read
         (_update("b", ts=TS - SYNC_WINDOW_MS // 4), True),  # within the window before the read, not in the sync
         (_update("c", ts=TS - 2 * SYNC_WINDOW_MS), False),  # long before the read: in the sync, or superseded
-        (Change("s", "g", "a", "delete", {"id": "a"}, TS - 5), True),  # deletes are never dropped
+        # a delete older than the write the sync held: posting it would remove the item the sync carried
+        (Change("s", "g", "a", "delete", {"id": "a"}, TS - 5), False),
+        (Change("s", "g", "a", "delete", {"id": "a"}, TS + 1), True),  # a delete after the write the sync held
+        (Change("s", "g", "b", "delete", {"id": "b"}, TS - 10), True),  # not in the sync: harmless, posted
         (Change("s", "g", "a", "event", {"x": 1}, TS - 5, event_type="t"), True),  # events are not state
     ],
 )
 def test_a_synced_group_subscription_gets_no_write_its_sync_held(world: World, change: Change, posted: bool) -> None:
     _synced(world, "synced", read_at=TS + SYNC_WINDOW_MS // 2, recent={"a": TS})
-    world.subscribe("fresh", "s-fresh")  # not synced yet: gets everything (its sync replaces its state)
+    world.subscribe("legacy", "s-legacy")  # no mark at all (a row from before marks): gets everything
+    pending = world.subscribe("joining", "s-joining")  # joined, its snapshot not read yet
+    world.connections.mark_synced(pending, PENDING_SYNC)
     world.service.deliver(change)
     assert ("synced" in _receivers(world.poster)) is posted
-    assert "fresh" in _receivers(world.poster)
+    assert "legacy" in _receivers(world.poster)
+    # the join's snapshot (read after this change was written) or its catch-up carries every write; events go
+    assert ("joining" in _receivers(world.poster)) is (change.kind == "event")

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from iii_stream.core import frames
 from iii_stream.core.disconnect import Disconnector
+from iii_stream.core.errors import StoreError
 from iii_stream.core.limits import MAX_MESSAGE_BYTES
-from iii_stream.core.ports import Connection, ItemAddress, StoredItem, Subscription
+from iii_stream.core.ports import PENDING_SYNC, Connection, ItemAddress, StoredItem, Subscription, SyncMark
 from iii_stream.core.subscriptions import SubscriptionService
+from iii_stream.core.triggers import leave_change_id
 
 from tests.fakes import (
     FixedClock,
@@ -508,3 +510,74 @@ def test_a_gone_connection_while_posting_unauthorized_is_removed(world: World) -
 
     assert world.connections.get_connection(CONN) is None
     assert [s.subscription_id for s in world.leaves.left_subscriptions] == ["sub-1"]
+
+
+# --- the sync mark, the join id, a table failing mid-join ---------------------------------------------------
+
+
+class FirstReadWatched(MemoryItemStore):
+    """Calls ``at_read`` as the join reads its first snapshot (the subscription is recorded by then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_read: Callable[[], None] = lambda: None
+
+    def group_items(self, stream_name: str, group_id: str, now_ms: int) -> Iterator[tuple[str, StoredItem]]:
+        self.at_read()
+        self.at_read = lambda: None
+        return super().group_items(stream_name, group_id, now_ms)
+
+
+def test_a_group_subscription_is_pending_until_its_snapshot_is_read_then_marked() -> None:
+    # GIVEN a join whose first snapshot read is watched (a broadcast reading subscribers at that moment)
+    items = FirstReadWatched()
+    world = _world(items)
+    world.put("s", "g", "a", {"id": "a"})
+    seen: list[Subscription] = []
+    items.at_read = lambda: seen.extend(world.connections.subscribers("s", "g"))
+    # WHEN it joins
+    _join(world, "sub-1", "s", "g")
+    # THEN a broadcast then saw it pending (it skips it: the snapshot carries what was written so far)
+    assert [s.synced for s in seen] == [PENDING_SYNC]
+    # AND afterwards it holds the real mark: the read time and the stamp of the item its sync carried
+    (marked,) = world.connections.subscribers("s", "g")
+    assert marked.synced is not None and not marked.synced.pending
+    assert marked.synced.recent == {"a": world.items.items[ItemAddress("s", "g", "a")].ts}
+
+
+def test_an_item_subscription_gets_no_mark(world: World) -> None:
+    _join(world, "sub-1", "s", "g", "a")
+    assert [s.synced for s in world.connections.subscribers("s", "g")] == [None]
+
+
+def test_each_join_has_its_own_join_id_even_with_the_same_subscription_id(world: World) -> None:
+    # GIVEN a subscription joined, left, and joined again under the same id
+    _join(world, "sub-1", "s", "g")
+    _leave(world, "sub-1")
+    _join(world, "sub-1", "s", "g")
+    _leave(world, "sub-1")
+    # THEN both leaves fired, each with its own join id (the leave ledger keys on it: the second is not a repeat)
+    first, second = world.leaves.left_subscriptions
+    assert first.join_id and second.join_id and first.join_id != second.join_id
+    assert leave_change_id(first) != leave_change_id(second)
+
+
+class FailingMark(MemoryConnectionStore):
+    def mark_synced(self, subscription: Subscription, mark: SyncMark) -> None:
+        raise StoreError("ProvisionedThroughputExceededException: injected")
+
+
+def test_a_table_failing_mid_join_leaves_no_half_made_subscription() -> None:
+    # GIVEN a connection store whose sync mark cannot be written (a throttled table)
+    world = _world()
+    connections = FailingMark()
+    connections.save_connection(Connection(CONN, 0, {"user": "u1"}))
+    disconnector = Disconnector(connections, world.leaves)
+    service = SubscriptionService(connections, world.items, world.poster, world.clock, world.gate, disconnector)
+    # WHEN a client joins
+    service.message(CONN, _frame("join", "sub-1", "s", "g"))
+    # THEN the join was undone (its leave fired once), nothing was posted, and the connection stays
+    assert connections.of(CONN) == []
+    assert [s.subscription_id for s in world.leaves.left_subscriptions] == ["sub-1"]
+    assert world.poster.frames == {}
+    assert connections.get_connection(CONN) is not None

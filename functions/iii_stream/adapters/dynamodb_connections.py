@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from iii_stream.adapters import keys
 from iii_stream.adapters.dynamodb_common import mapped_errors, n, s
-from iii_stream.core.errors import ConflictError
+from iii_stream.core.errors import ConflictError, RemovalStoppedError, StoreError
 from iii_stream.core.frames import dumps
 from iii_stream.core.limits import API_GATEWAY_IDLE_TIMEOUT_MS
 from iii_stream.core.ports import Connection, Subscription, SyncMark
@@ -61,7 +61,16 @@ def subscription_row(subscription: Subscription, expires_at: int) -> dict[str, A
         row["item_id"] = s(subscription.item_id)
     if subscription.context is not None:
         row["context"] = s(dumps(subscription.context))
+    if subscription.synced is not None:
+        row["synced"] = s(sync_text(subscription.synced))
+    if subscription.join_id:
+        row["join_id"] = s(subscription.join_id)
     return row
+
+
+def sync_text(mark: SyncMark) -> str:
+    """A sync mark as the subscription row's ``synced`` holds it."""
+    return dumps({"read_at": mark.read_at, "recent": mark.recent, **({"pending": True} if mark.pending else {})})
 
 
 def subs_entry(subscription: Subscription) -> dict[str, str]:
@@ -74,7 +83,8 @@ def _subscription_from_row(raw: dict[str, Any]) -> Subscription:
     _, stream_name, group_id = keys.parse_partition(raw["pk"]["S"])
     context = json.loads(raw["context"]["S"]) if "context" in raw else None
     item_id = raw["item_id"]["S"] if "item_id" in raw else None
-    return Subscription(connection_id, subscription_id, stream_name, group_id, item_id, context)
+    join_id = raw["join_id"]["S"] if "join_id" in raw else ""
+    return Subscription(connection_id, subscription_id, stream_name, group_id, item_id, context, join_id=join_id)
 
 
 class DynamoConnectionStore:
@@ -141,18 +151,48 @@ class DynamoConnectionStore:
         return self._delete_row(connection_id, subscription_id, stream_name, group_id)
 
     def remove_connection(self, connection_id: str, known: list[Subscription] | None = None) -> list[Subscription]:
-        with mapped_errors():
-            response = self._client.delete_item(
-                TableName=self._table, Key=_connection_key(connection_id), ReturnValues="ALL_OLD"
-            )
+        """The subscription rows go first, the connection row last: if this stops half-way (a throttled table),
+        the connection row is still there for the sweeper to finish the job (and fire the remaining leaves)."""
         targets: dict[str, tuple[str, str]] = {
             s.subscription_id: (s.stream_name, s.group_id) for s in known or [] if s.connection_id == connection_id
         }
-        for subscription_id, entry in response.get("Attributes", {}).get("subs", {}).get("M", {}).items():
-            stream_name, group_id, _ = json.loads(entry["S"])
-            targets[subscription_id] = (stream_name, group_id)
-        removed = [self._delete_row(connection_id, sid, stream, group) for sid, (stream, group) in targets.items()]
-        return [subscription for subscription in removed if subscription is not None]
+        try:
+            with mapped_errors():
+                response = self._client.update_item(
+                    TableName=self._table,
+                    Key=_connection_key(connection_id),
+                    UpdateExpression="SET closing_at = :now",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":now": n(int(time.time() * 1000))},
+                    ReturnValues="ALL_NEW",
+                )
+            targets.update(_subs_of(response))
+        except ConflictError:
+            pass  # the connection row is gone already: only ``known`` rows may be left
+        removed: list[Subscription] = []
+        self._delete_rows(connection_id, targets, removed)
+        try:
+            with mapped_errors():
+                response = self._client.delete_item(
+                    TableName=self._table, Key=_connection_key(connection_id), ReturnValues="ALL_OLD"
+                )
+        except StoreError as exc:
+            raise RemovalStoppedError(str(exc), removed) from exc
+        # Joins that landed while the rows above were removed.
+        late = {sid: where for sid, where in _subs_of(response).items() if sid not in targets}
+        self._delete_rows(connection_id, late, removed)
+        return removed
+
+    def _delete_rows(self, connection_id: str, rows: dict[str, tuple[str, str]], removed: list[Subscription]) -> None:
+        """Delete subscription rows, adding those this call removed to ``removed``; a failing table stops it with
+        RemovalStoppedError (carrying every subscription removed so far: their leaves are owed)."""
+        for subscription_id, (stream_name, group_id) in rows.items():
+            try:
+                subscription = self._delete_row(connection_id, subscription_id, stream_name, group_id)
+            except StoreError as exc:
+                raise RemovalStoppedError(str(exc), removed) from exc
+            if subscription is not None:
+                removed.append(subscription)
 
     def subscribers(self, stream_name: str, group_id: str) -> list[Subscription]:
         """Who to post to: only the keys and item ids are read (the context is for leaves, read when removed)."""
@@ -189,7 +229,7 @@ class DynamoConnectionStore:
                     Key=key,
                     UpdateExpression="SET synced = :mark",
                     ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues={":mark": s(dumps({"read_at": mark.read_at, "recent": mark.recent}))},
+                    ExpressionAttributeValues={":mark": s(sync_text(mark))},
                 )
         except ConflictError:
             pass  # already removed (a racing leave): nothing to mark
@@ -234,9 +274,19 @@ class DynamoConnectionStore:
         return _subscription_from_row(raw) if raw else None
 
 
+def _subs_of(response: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Subscription id -> (stream, group) of a connection row in an answer's ``Attributes``."""
+    found: dict[str, tuple[str, str]] = {}
+    for subscription_id, entry in response.get("Attributes", {}).get("subs", {}).get("M", {}).items():
+        stream_name, group_id, _ = json.loads(entry["S"])
+        found[subscription_id] = (stream_name, group_id)
+    return found
+
+
 def _sync_mark(text: str) -> SyncMark:
     raw = json.loads(text)
-    return SyncMark(int(raw["read_at"]), {str(k): int(v) for k, v in raw["recent"].items()})
+    recent = {str(k): int(v) for k, v in raw["recent"].items()}
+    return SyncMark(int(raw["read_at"]), recent, pending=raw.get("pending") is True)
 
 
 def _bucket(connection_id: str) -> str:

@@ -155,8 +155,11 @@ def _connections_for(change: Change, subscribers: list[Subscription]) -> dict[st
 
 
 def _wants(subscription: Subscription, change: Change) -> bool:
-    """A matching subscription wants the change unless its sync already held this write of the item."""
+    """A matching subscription wants the change unless its sync already held this write of the item (or a newer
+    one: a delete older than the item the sync carried must not remove it), or will (a join in progress).
+    Custom events are in no snapshot: they always go."""
     if not subscription.matches(change.item_id):
         return False
-    stale = change.kind in ("create", "update") and subscription.synced is not None
-    return not (stale and subscription.synced.holds(change.item_id, change.timestamp))  # type: ignore[union-attr]
+    if change.kind == "event" or subscription.synced is None:
+        return True
+    return not subscription.synced.holds(change.item_id, change.timestamp)

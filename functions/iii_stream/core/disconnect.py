@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from iii_stream.core.clock import SystemClock
-from iii_stream.core.errors import FunctionFailedError, StoreError
+from iii_stream.core.errors import FunctionFailedError, RemovalStoppedError, StoreError
 from iii_stream.core.ports import Clock, Connection, ConnectionStore, LeaveHook, Subscription
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,13 @@ class Disconnector:
         """Remove a connection (closed, gone or stale) and its subscriptions; ``known`` are subscriptions the
         caller already read (a broadcast's subscriber query), removed too even if the connection row is gone.
         Returns the subscriptions that left (not those handed back)."""
-        removed = self._connections.remove_connection(connection_id, known)
+        try:
+            removed = self._connections.remove_connection(connection_id, known)
+        except RemovalStoppedError as exc:
+            # Stopped half-way: the leaves of what it did remove are fired now (nobody else will), then it fails.
+            for subscription in exc.removed:
+                self._left(subscription)
+            raise
         return [subscription for subscription in removed if self._left(subscription)]
 
     def _left(self, subscription: Subscription) -> bool:

@@ -74,6 +74,15 @@ class StoreError(IiiStreamError):
     code = "STORE_ERROR"
 
 
+class RemovalStoppedError(StoreError):
+    """A connection's removal stopped half-way (a table failed): ``removed`` are the subscriptions it did remove,
+    whose leaves are still owed; the connection row is left for the sweeper to finish."""
+
+    def __init__(self, message: str, removed: list[Any]) -> None:
+        super().__init__(message)
+        self.removed = removed
+
+
 class ConflictError(StoreError):
     """A conditional write lost: the record changed (or appeared, or vanished) since it was read.
 

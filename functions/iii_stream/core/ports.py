@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -109,7 +109,11 @@ class Subscription:
     group_id: str
     item_id: str | None = None
     context: Any = None
-    synced: SyncMark | None = None  # what a group subscription's sync already held (None: not synced yet)
+    # What a group subscription's sync already held: ``PENDING_SYNC`` from its join until its snapshot is
+    # read; None for item subscriptions (their clients skip stale frames by timestamp).
+    synced: SyncMark | None = None
+    # Tells one join of a subscription id from a later join of the same id (its leave's ledger key).
+    join_id: str = field(default="", compare=False)
 
     def matches(self, item_id: str | None) -> bool:
         """Does a change of ``item_id`` (None: a send without id) reach this subscription?"""
@@ -127,13 +131,19 @@ class SyncMark:
 
     read_at: int
     recent: dict[str, int]
+    pending: bool = False
 
     def holds(self, item_id: str | None, timestamp: int) -> bool:
-        """Did the sync already carry this write (or a newer one) of the item?"""
-        if timestamp < self.read_at - SYNC_WINDOW_MS:
+        """Did the sync already carry this write (or a newer one) of the item? Pending (the join has not read
+        its snapshot yet): every write so far is in that snapshot or its catch-up, so it is held."""
+        if self.pending or timestamp < self.read_at - SYNC_WINDOW_MS:
             return True
         stamp = self.recent.get(item_id or "")
         return stamp is not None and timestamp <= stamp
+
+
+# A group subscription between its join and the read of its snapshot.
+PENDING_SYNC = SyncMark(0, {}, pending=True)
 
 
 class ConnectionStore(Protocol):
@@ -156,7 +166,8 @@ class ConnectionStore(Protocol):
         ...
 
     def remove_connection(self, connection_id: str, known: list[Subscription] | None = None) -> list[Subscription]:
-        """Remove a connection and its subscriptions; return those this call removed (each exactly once)."""
+        """Remove a connection and its subscriptions; return those this call removed (each exactly once). A table
+        failing half-way raises RemovalStoppedError with those removed so far, the connection itself kept."""
         ...
 
     def subscribers(self, stream_name: str, group_id: str) -> list[Subscription]:
@@ -197,7 +208,8 @@ class JoinGate(Protocol):
 
 class LeaveHook(Protocol):
     def left(self, subscription: Subscription) -> None:
-        """Run the ``stream:leave`` handlers for a subscription that ended."""
+        """Queue the ``stream:leave`` handlers of a subscription that ended; FunctionFailedError when some could
+        not be queued and the leave is to be handed back to the next removal (see ``core/disconnect.py``)."""
         ...
 
 

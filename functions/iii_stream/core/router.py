@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from iii_stream.core.errors import FunctionNotFoundError, InvalidInvocationError, StreamError
+from iii_stream.core.errors import FunctionNotFoundError, InvalidInvocationError, StoreError, StreamError
 from iii_stream.core.models import parse_input
 
 S = TypeVar("S")
@@ -58,5 +58,6 @@ class Router(Generic[S]):
                     'The invocation must be a JSON object {"function_id": "...", "payload": {...}}.'
                 )
             return {"result": self.call(service, event["function_id"], event.get("payload", {}))}
-        except StreamError as exc:
+        except (StreamError, StoreError) as exc:
+            # A StoreError reaching here is a table failure no service mapped (the registry's): ``STORE_ERROR``.
             return {"error": exc.to_body()}

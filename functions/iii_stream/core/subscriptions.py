@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
 from iii_stream.core import frames
 from iii_stream.core.disconnect import Disconnector
-from iii_stream.core.errors import BadFrameError, ConnectionGoneError, NameTooLongError, PostError
+from iii_stream.core.errors import BadFrameError, ConnectionGoneError, NameTooLongError, PostError, StoreError
 from iii_stream.core.limits import MAX_MESSAGE_BYTES
 from iii_stream.core.ports import (
+    PENDING_SYNC,
     SYNC_WINDOW_MS,
     Clock,
     ConnectionStore,
@@ -83,10 +85,23 @@ class SubscriptionService:
             log.info("join from unknown connection %s ignored", connection_id)
             return
         subscription = Subscription(
-            connection_id, data.subscription_id, data.stream_name, data.group_id, data.id, connection.context
+            connection_id,
+            data.subscription_id,
+            data.stream_name,
+            data.group_id,
+            data.id,
+            connection.context,
+            # Until its snapshot is read, broadcasts skip a group subscription: that snapshot, or the catch-up
+            # read after its sync, carries the change (else an older write could land after the sync).
+            synced=PENDING_SYNC if data.id is None else None,
+            join_id=uuid.uuid4().hex,
         )
         try:
             self._join(subscription)
+        except StoreError as exc:
+            # A table failing mid-join: no half-made subscription may stay (a pending one would get nothing).
+            log.error("join of %s on %s failed: %s", subscription.subscription_id, connection_id, exc)
+            self._undo_join(connection_id, data)
         except NameTooLongError as exc:
             # Names within 512 bytes whose key still would not fit (escaped control characters): as a malformed frame.
             log.info("ignored a frame from %s: %s", connection_id, exc)
@@ -126,6 +141,13 @@ class SubscriptionService:
 
     def leave(self, connection_id: str, data: SubscriptionData) -> None:
         self._disconnector.leave(connection_id, data.subscription_id)
+
+    def _undo_join(self, connection_id: str, data: SubscriptionData) -> None:
+        try:
+            self.leave(connection_id, data)
+        except StoreError as exc:
+            # Left to the connection's end ($disconnect or the sweeper), which removes every row it has.
+            log.error("the failed join of %s could not be undone: %s", data.subscription_id, exc)
 
     def _post(self, subscription: Subscription, frame: dict[str, Any]) -> None:
         self._poster.post(subscription.connection_id, frames.dumps(frame).encode("utf-8"))

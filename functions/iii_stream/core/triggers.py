@@ -204,8 +204,9 @@ class LeaveRetry:
 
 
 def leave_change_id(subscription: Subscription) -> str:
-    """The ledger's id of a subscription's leave (stream changes use their eventID: no overlap)."""
-    return "L" + json.dumps([subscription.connection_id, subscription.subscription_id])
+    """The ledger's id of a subscription's leave (stream changes use their eventID: no overlap). The join id tells
+    a leave from the leave of a later join that reuses the subscription id."""
+    return "L" + json.dumps([subscription.connection_id, subscription.subscription_id, subscription.join_id])
 
 
 class TriggerLeaveHandlers(_Runner):
