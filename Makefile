@@ -42,10 +42,10 @@ typecheck: $(STAMP) ## mypy --strict over functions/ (handlers included), infra/
 	$(BIN)/mypy
 
 validate: $(STAMP) ## Check template.yaml offline: cfn-lint, SAM translation, IAM per handler, a stack in moto
-	$(BIN)/python -m infra.validate
+	$(BIN)/python -m iii_stream.infra.validate
 
 cycles: $(STAMP) ## Fail on an import cycle among the project's modules
-	$(BIN)/python -m infra.check_cycles
+	$(BIN)/python -m iii_stream.infra.check_cycles
 
 build: ## sam build: the deployable artifacts in .aws-sam/build (needs the SAM CLI)
 	@command -v sam >/dev/null || { echo "make build needs the AWS SAM CLI: pipx install aws-sam-cli (see README, Deploy to AWS)" >&2; exit 1; }

@@ -367,7 +367,7 @@ ENVELOPE_INPUTS: Final = {
 
 def _envelope_params(figures: Mapping[str, float | None] | None = None) -> envelope.Params:
     """The model as template.yaml deploys it, fed with the measured ``figures`` it has (by figure key)."""
-    from infra.template import load_template
+    from iii_stream.infra.template import load_template
 
     given = figures or {}
     return envelope.template_params(load_template()).fed(

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Final
 
-from infra.handlers import FUNCTIONS_DIR
+from iii_stream.infra.stack import FUNCTIONS_DIR
 
 RUNS: Final = 5
 TARGET_RATIO: Final = 1.5

@@ -32,14 +32,14 @@ from iii_stream import wiring
 from iii_stream.adapters import keys
 from iii_stream.adapters.dynamodb_common import n, s
 from iii_stream.adapters.dynamodb_connections import DynamoConnectionStore
+from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.template import create_tables
 from moto import mock_aws
 
 from bench.fake_aws import FakeLambdaContext
 from bench.measure import Latency, RequestCounter, Requests
 from bench.scenarios import DATA, SCENARIOS, STREAM, WARM_UP, Payload, Scenario
-from infra.embedded_dynamodb import EmbeddedDynamoDB
-from infra.handlers import load_handler
-from infra.template import create_tables
 
 Handler = Callable[[Any, Any], Any]
 

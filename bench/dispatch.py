@@ -17,11 +17,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.response import StreamingBody
+from iii_stream.infra import botocore_answers
 from moto import mock_aws
 
 from bench.fake_aws import FakeLambdaContext
 from bench.measure import RequestCounter
-from infra import botocore_answers
 
 TABLES = {"ItemsTable": "bench-items", "TriggersTable": "bench-triggers", "ConnectionsTable": "bench-connections"}
 
@@ -39,10 +39,9 @@ def _answer_invokes(client: Any, calls: Counter[str]) -> None:
 
 def run(changes: int = 20) -> dict[str, Any]:
     from iii_stream import wiring
-
-    from infra.handlers import load_handler
-    from infra.local.stream_pump import StreamPump
-    from infra.template import create_tables
+    from iii_stream.infra.handlers import load_handler
+    from iii_stream.infra.local.stream_pump import StreamPump
+    from iii_stream.infra.template import create_tables
 
     with mock_aws():
         os.environ.update(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from infra.local.context import LocalLambdaContext
-from infra.offline_env import go_offline
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.offline_env import go_offline
 
 FakeLambdaContext = partial(LocalLambdaContext, function_name="iii-stream-bench")
 

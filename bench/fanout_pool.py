@@ -30,13 +30,13 @@ def _start(env: dict[str, str]) -> None:
     for path in (str(_ROOT / "functions"), str(_ROOT)):
         if path not in sys.path:
             sys.path.insert(0, path)
-    from infra.handlers import load_handler
+    from iii_stream.infra.handlers import load_handler
 
     _handler = load_handler("fanout.handler")
 
 
 def _invoke(event: Any) -> Any:
-    from infra.local.context import LocalLambdaContext
+    from iii_stream.infra.local.context import LocalLambdaContext
 
     return _handler(event, LocalLambdaContext(function_name=FUNCTION_NAME))
 
@@ -44,7 +44,7 @@ def _invoke(event: Any) -> Any:
 @contextmanager
 def fanout_tier(env: dict[str, str], processes: int = 4) -> Iterator[str]:
     """Start the pool (warm) and a Lambda endpoint serving FUNCTION_NAME from it; yields the endpoint's URL."""
-    from infra.local.lambda_endpoint import LambdaEndpoint
+    from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
 
     pool = ProcessPoolExecutor(
         processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(env,)

@@ -25,9 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
+from iii_stream.infra.offline_env import offline_env
 from websockets.asyncio.client import ClientConnection, connect
-
-from infra.offline_env import offline_env
 
 CLI = Path(sys.executable).parent / "iii-stream"
 

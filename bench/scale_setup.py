@@ -18,11 +18,11 @@ from iii_stream.adapters.dynamodb_connections import (
     subscription_row,
 )
 from iii_stream.core.ports import Connection, Subscription
+from iii_stream.infra.template import create_tables
 from moto import mock_aws
 
 from bench import fanout_pool
 from bench.connections_sim import Simulated, simulated_connections
-from infra.template import create_tables
 
 SUBSCRIBERS: Final = 10_000
 POST_LATENCY_S: Final = 0.020

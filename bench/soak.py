@@ -70,11 +70,11 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any, Final
 
+from iii_stream.infra.offline_env import go_offline, offline_env
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.results import DETAIL_DIR, machine
-from infra.offline_env import go_offline, offline_env
 
 CLI: Final = Path(sys.executable).parent / "iii-stream"
 STREAM: Final = "soak"
@@ -545,7 +545,7 @@ def _serve_store(pipe: Pipe, log: str) -> None:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
     go_offline()
-    from infra.embedded_dynamodb import EmbeddedDynamoDB
+    from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
 
     store = EmbeddedDynamoDB()
     pipe.send(store.start())

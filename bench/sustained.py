@@ -24,12 +24,12 @@ import boto3
 from botocore.config import Config
 from iii_stream import wiring
 from iii_stream.adapters.item_changes import change_from_record
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.stream_pump import StreamPump
 
 from bench.connections_sim import Post
 from bench.scale_setup import ITEMS_TABLE, STREAM, connection_id, world
-from infra.handlers import load_handler
-from infra.local.context import LocalLambdaContext
-from infra.local.stream_pump import StreamPump
 
 SUBSCRIBERS: Final = 1_000
 CHANGES_PER_S: Final = 2.0

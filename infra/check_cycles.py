@@ -1,7 +1,7 @@
 """Import cycles among the project's own modules, found by reading the sources (nothing is imported).
 
-``python -m infra.check_cycles`` (``make cycles``) parses every .py file under functions/ (``iii_stream.*``
-and the handler modules such as ``stream_functions``), infra/ (``infra.*``) and bench/ (``bench.*``),
+``python -m iii_stream.infra.check_cycles`` (``make cycles``) parses every .py file under functions/ (``iii_stream.*``
+and the handler modules such as ``stream_functions``), infra/ (``iii_stream.infra.*``) and bench/ (``bench.*``),
 draws an edge for every import of one project module by another, wherever the import is written (at the
 top, inside a function, a module ``__getattr__`` or an ``if TYPE_CHECKING:`` block) and prints each
 cycle as ``a -> b -> a`` with the lines that make it. Exit code 1 when there is a cycle, 0 when not.
@@ -67,13 +67,23 @@ def modules_under(search_dir: Path, top: Path) -> dict[str, Module]:
 
 
 def project_modules(root: Path) -> dict[str, Module]:
-    """functions/ is on sys.path in the Lambdas and the tests; infra and bench are packages at the root."""
+    """functions/ is on sys.path in the Lambdas and the tests; infra/ is ``iii_stream.infra`` (linked from
+    functions/iii_stream/infra, read once, from infra/), and bench a package at the root."""
     functions = root / "functions"
-    return {
-        **modules_under(functions, functions),
-        **modules_under(root, root / "infra"),
-        **modules_under(root, root / "bench"),
+    linked = functions / "iii_stream" / "infra"
+    found = {
+        name: module
+        for name, module in modules_under(functions, functions).items()
+        if linked not in module.path.parents
     }
+    found.update(
+        {
+            f"iii_stream.{name}": Module(f"iii_stream.{name}", m.path)
+            for name, m in modules_under(root, root / "infra").items()
+        }
+    )
+    found.update(modules_under(root, root / "bench"))
+    return found
 
 
 def _imported_names(module: Module, tree: ast.AST) -> Iterator[tuple[str, tuple[str, ...], int]]:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from iii_stream import __version__
 from iii_stream.client import (
     DEFAULT_FUNCTION_NAME,
     LOCAL_LAMBDA_ENDPOINT,
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iii-stream", description="iii-stream for AWS")
+    parser.add_argument("--version", action="version", version=f"iii-stream {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     local = commands.add_parser("local", help="run the whole service on this machine")
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=3112, help="WebSocket gateway port (default 3112)")
     local.add_argument("--lambda-port", type=int, default=3001, help="Lambda invoke endpoint port (default 3001)")
     local.add_argument("--connections-port", type=int, default=0, help="@connections endpoint port (default: any)")
+    local.add_argument("--http-port", type=int, default=3000, help="your app's HTTP routes (default 3000)")
     local.add_argument("--dynamodb-endpoint", help="use this DynamoDB instead of the embedded one")
     local.add_argument("--app", help="a Python file declaring your functions and triggers (iii_stream.app.App)")
     local.add_argument("--auth-fail-open", action="store_true", help="accept sockets when the auth function fails")
@@ -174,7 +177,7 @@ def _fail(body: dict[str, Any]) -> int:
 def _run_local(args: argparse.Namespace) -> int:
     import logging
 
-    from infra.local.service import LocalConfig, LocalService
+    from iii_stream.infra.local.service import LocalConfig, LocalService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-26s %(message)s")
     for noisy in ("botocore", "werkzeug", "websockets", "aws_lambda_powertools"):
@@ -189,6 +192,7 @@ def _run_local(args: argparse.Namespace) -> int:
             app_path=args.app,
             auth_fail_open=args.auth_fail_open,
             join_fail_open=args.join_fail_open,
+            http_port=args.http_port,
         )
     )
     stop = threading.Event()

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import deploy_api, deploy_offline, deploy_policies
-from infra.handlers import FUNCTIONS_DIR, load_handler
-from infra.template import TEMPLATE_PATH, create_table_kwargs, table_resources
+from iii_stream.infra import deploy_api, deploy_offline, deploy_policies
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.stack import FUNCTIONS_DIR, TEMPLATE_PATH
+from iii_stream.infra.template import create_table_kwargs, table_resources
 
 ROOT = TEMPLATE_PATH.parent
 REGION = deploy_offline.REGION

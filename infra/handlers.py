@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+from iii_stream.infra.stack import FUNCTIONS_DIR
 
 
 def load_handler(spec: str) -> Callable[[Any, Any], Any]:

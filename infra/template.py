@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from iii_stream.infra.stack import TEMPLATE_PATH
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
 _TAGS = (
     "Ref",
     "Sub",

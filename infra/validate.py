@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.deploy_checks import CHECKS, NEEDS_TRANSLATION, Context, Failed, Skipped
-from infra.template import TEMPLATE_PATH, load_template
+from iii_stream.infra.deploy_checks import CHECKS, NEEDS_TRANSLATION, Context, Failed, Skipped
+from iii_stream.infra.stack import TEMPLATE_PATH
+from iii_stream.infra.template import load_template
 
 
 @dataclass

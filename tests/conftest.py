@@ -5,9 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-
-from infra.local.context import LocalLambdaContext
-from infra.offline_env import go_offline
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.offline_env import go_offline
 
 go_offline(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="iii-stream-tests")
 

@@ -19,9 +19,8 @@ from typing import Any
 
 from aiohttp import web
 from iii_stream.core.limits import MAX_MESSAGE_BYTES
+from iii_stream.infra.local.gateway import WebSocketGateway
 from websockets.exceptions import ConnectionClosed
-
-from infra.local.gateway import WebSocketGateway
 
 log = logging.getLogger("iii_stream.local.connections")
 

@@ -42,11 +42,9 @@ from typing import Any, TypeVar
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from iii_stream.app import App, DeclaredRoute, lambda_name
-from multidict import CIMultiDict
-
-from infra.local.apigw_events import new_id
-from infra.local.context import LocalLambdaContext
-from infra.local.http_events import (
+from iii_stream.infra.local.apigw_events import new_id
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.http_events import (
     CORS_ALLOW_ORIGIN,
     INTEGRATION_TIMEOUT_SECONDS,
     MAX_BODY_BYTES,
@@ -67,6 +65,7 @@ from infra.local.http_events import (
     service_unavailable,
     too_large,
 )
+from multidict import CIMultiDict
 
 log = logging.getLogger("iii_stream.local.http")
 
@@ -166,6 +165,10 @@ class HttpApi:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def routes(self) -> Sequence[DeclaredRoute]:
+        return self._table.routes
 
     def start(self) -> str:
         """Bind (at once, in this thread) and serve; returns the URL. Raises OSError naming the address when the

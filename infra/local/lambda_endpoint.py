@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.context import LocalLambdaContext
 
 Handler = Callable[[Any, Any], Any]
 log = logging.getLogger("iii_stream.local.lambda")

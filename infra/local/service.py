@@ -21,16 +21,16 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-
-from infra import embedded_dynamodb
-from infra.embedded_dynamodb import EmbeddedDynamoDB
-from infra.handlers import load_handler
-from infra.local.connections_endpoint import ConnectionsEndpoint
-from infra.local.context import LocalLambdaContext
-from infra.local.gateway import RouteHandlers, WebSocketGateway
-from infra.local.lambda_endpoint import Handler, LambdaEndpoint
-from infra.local.stream_pump import StreamPump
-from infra.template import create_tables
+from iii_stream.infra import embedded_dynamodb
+from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.connections_endpoint import ConnectionsEndpoint
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.gateway import RouteHandlers, WebSocketGateway
+from iii_stream.infra.local.http_api import HttpApi
+from iii_stream.infra.local.lambda_endpoint import Handler, LambdaEndpoint
+from iii_stream.infra.local.stream_pump import StreamPump
+from iii_stream.infra.template import create_tables
 
 log = logging.getLogger("iii_stream.local")
 
@@ -52,9 +52,11 @@ class LocalConfig:
     app_path: str | None = None
     auth_fail_open: bool = False
     join_fail_open: bool = False
+    http_port: int = 3000  # the app's HTTP routes (served only when it declares some)
 
 
 FANOUT_FUNCTION = "FanoutFunction"  # the fan-out tier, invoked by broadcast through the local Lambda endpoint
+
 
 class LocalService:
     """Starts the local stand-ins and points the real handlers at them (in this process)."""
@@ -66,6 +68,7 @@ class LocalService:
         self.gateway: WebSocketGateway | None = None
         self.connections: ConnectionsEndpoint | None = None
         self.lambda_endpoint: LambdaEndpoint | None = None
+        self.http_api: HttpApi | None = None
         self.pumps: list[StreamPump] = []
         self._threads: list[threading.Thread] = []
         self.user_functions: dict[str, str] = {}
@@ -85,6 +88,9 @@ class LocalService:
         functions = self._functions(app)
         self.lambda_endpoint = LambdaEndpoint(functions, self.config.host, self.config.lambda_port)
         self.lambda_endpoint.start()
+        if app is not None and app.routes:
+            self.http_api = HttpApi.for_app(app, self.config.host, self.config.http_port)
+            self.http_api.start()
         if app is not None:
             self._register(app)
         self._start_pumps()
@@ -195,9 +201,14 @@ class LocalService:
             lines.append(
                 "Your functions             " + ", ".join(f"{k} ({v})" for k, v in self.user_functions.items())
             )
+        if self.http_api is not None:
+            routes = ", ".join(route.route_key for route in self.http_api.routes)
+            lines.append(f"Your HTTP routes           {self.http_api.url}   ({routes})")
         return lines
 
     def stop(self) -> None:
+        if self.http_api:
+            self.http_api.stop()
         if self.gateway:
             self.gateway.stop()  # open sockets close; their $disconnect (and leaves) run
         for pump in self.pumps:

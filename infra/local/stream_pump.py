@@ -4,6 +4,11 @@ Honours ``ReportBatchItemFailures``: a batch is retried from its lowest failed s
 most ``max_retries`` times; then the failed records are set aside (``dropped``), as an on-failure
 destination would receive them. Never create a real event source mapping under moto: it empties the
 stream (aws-local-tooling.md 4).
+
+Where the pump stands is the iterator it holds: it asks for the next page only once the last one is delivered
+(or set aside), so the embedded DynamoDB may trim every record before it (infra/embedded_dynamodb.py). An
+iterator that has expired (or whose records were trimmed, on DynamoDB) is replaced by one after the last record
+read, as an event source mapping does.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 log = logging.getLogger("iii_stream.local.pump")
 
@@ -65,28 +72,59 @@ class StreamPump:
         self.delivered = 0
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self._start = start
+        self._last_read: dict[str, str] = {}  # shard -> the sequence number of the last record read
         shards = streams_client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-        self._iterators = {
-            shard["ShardId"]: streams_client.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType=start
-            )["ShardIterator"]
-            for shard in shards
-        }
+        self._iterators = {shard["ShardId"]: self._iterator(shard["ShardId"], start) for shard in shards}
+
+    def _iterator(self, shard: str, kind: str, sequence_number: str | None = None) -> str:
+        request = {"StreamArn": self.stream_arn, "ShardId": shard, "ShardIteratorType": kind}
+        if sequence_number is not None:
+            request["SequenceNumber"] = sequence_number
+        iterator: str = self._client.get_shard_iterator(**request)["ShardIterator"]
+        return iterator
 
     def drain(self) -> int:
         """Deliver everything written so far; return how many records the handler accepted."""
         accepted = 0
-        for shard, iterator in list(self._iterators.items()):
-            while True:
-                response = self._client.get_records(ShardIterator=iterator, Limit=self._batch_size)
-                iterator = response.get("NextShardIterator") or iterator
-                records = [lambda_record(r, self.stream_arn, self._region) for r in response["Records"]]
-                if not records:
-                    break
-                accepted += self._deliver(records)
-            self._iterators[shard] = iterator
-        self.delivered += accepted
+        try:
+            for shard in list(self._iterators):
+                while True:
+                    response = self._get_records(shard)
+                    records = [lambda_record(r, self.stream_arn, self._region) for r in response["Records"]]
+                    # Kept at once: a page is read once, whatever happens to its delivery or to the next read.
+                    self._iterators[shard] = response.get("NextShardIterator") or self._iterators[shard]
+                    if not records:
+                        break
+                    self._last_read[shard] = records[-1]["dynamodb"]["SequenceNumber"]
+                    accepted += self._deliver(records)
+        finally:
+            self.delivered += accepted
         return accepted
+
+    def _get_records(self, shard: str) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = self._client.get_records(
+                ShardIterator=self._iterators[shard], Limit=self._batch_size
+            )
+            return response
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code not in ("ExpiredIteratorException", "TrimmedDataAccessException"):
+                raise
+        # As an event source mapping: carry on after the last record read (from the trim horizon if that is gone).
+        last = self._last_read.get(shard)
+        log.warning("%s on %s: a new iterator after %s", code, shard, last or self._start)
+        try:
+            self._iterators[shard] = (
+                self._iterator(shard, "AFTER_SEQUENCE_NUMBER", last) if last else self._iterator(shard, self._start)
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TrimmedDataAccessException":
+                raise
+            self._iterators[shard] = self._iterator(shard, "TRIM_HORIZON")
+        response = self._client.get_records(ShardIterator=self._iterators[shard], Limit=self._batch_size)
+        return response
 
     def _deliver(self, records: list[dict[str, Any]]) -> int:
         done, attempt = 0, 0

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from iii_stream.client import RegistryClient, StreamClient
-
-from infra.offline_env import offline_env
+from iii_stream.infra.offline_env import offline_env
 
 HERE = Path(__file__).parent
 CLI = Path(sys.executable).parent / "iii-stream"

@@ -8,9 +8,8 @@ from typing import Any
 
 import boto3
 import pytest
+from iii_stream.infra.template import create_tables
 from moto import mock_aws
-
-from infra.template import create_tables
 
 ITEMS_TABLE = "iii-stream-items-test"
 

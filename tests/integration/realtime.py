@@ -18,12 +18,11 @@ import boto3
 from botocore.config import Config
 from iii_stream import wiring
 from iii_stream.adapters.signed_poster import Backoff, Reply, SignedConnectionsPoster
-
-from infra.handlers import load_handler
-from infra.local.apigw_events import ApiContext, connect_event, disconnect_event, message_event, new_id
-from infra.local.context import LocalLambdaContext
-from infra.local.stream_pump import StreamPump
-from infra.template import create_tables
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.apigw_events import ApiContext, connect_event, disconnect_event, message_event, new_id
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.stream_pump import StreamPump
+from iii_stream.infra.template import create_tables
 
 ITEMS = "rt-items"
 CONNECTIONS = "rt-connections"

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
 
-from infra.local.lambda_endpoint import LambdaEndpoint
 from tests.integration.realtime import CONNECTIONS, ITEMS, Realtime
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,9 @@ from typing import Any
 
 import boto3
 import pytest
-
-from infra.embedded_dynamodb import EmbeddedDynamoDB
-from infra.offline_env import offline_env
-from infra.template import create_tables
+from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
+from iii_stream.infra.offline_env import offline_env
+from iii_stream.infra.template import create_tables
 
 CLI = Path(sys.executable).parent / "iii-stream"
 KEY = {"stream_name": "chat", "group_id": "room-1", "item_id": "m1"}

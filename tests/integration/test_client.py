@@ -18,12 +18,12 @@ from botocore.exceptions import ClientError
 from iii_stream import wiring
 from iii_stream.client import StreamCallError, StreamClient
 from iii_stream.config import Settings
+from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
+from iii_stream.infra.template import create_tables
 from iii_stream.wiring import build_stream_service
 
-from infra.embedded_dynamodb import EmbeddedDynamoDB
-from infra.handlers import load_handler
-from infra.local.lambda_endpoint import LambdaEndpoint
-from infra.template import create_tables
 from tests.integration.conftest import ITEMS_TABLE
 
 

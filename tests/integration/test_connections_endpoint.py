@@ -18,10 +18,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from iii_stream.core.limits import MAX_MESSAGE_BYTES
+from iii_stream.infra.local.connections_endpoint import ConnectionsEndpoint
+from iii_stream.infra.local.gateway import RouteHandlers, WebSocketGateway
 from websockets.sync.client import ClientConnection, connect
-
-from infra.local.connections_endpoint import ConnectionsEndpoint
-from infra.local.gateway import RouteHandlers, WebSocketGateway
 
 pytestmark = pytest.mark.integration
 

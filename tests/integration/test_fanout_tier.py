@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
 
-from infra.handlers import load_handler
-from infra.local.lambda_endpoint import LambdaEndpoint
 from tests.integration.realtime import Realtime
 
 pytestmark = pytest.mark.integration

@@ -36,13 +36,13 @@ from iii_stream.adapters.dynamodb_registry import DynamoTriggerLedger
 from iii_stream.adapters.lambda_invoker import LambdaInvoker
 from iii_stream.core.disconnect import Disconnector
 from iii_stream.core.triggers import LeaveRetry, TriggerLeaveHandlers
+from iii_stream.infra import botocore_answers
+from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
+from iii_stream.infra.local.stream_pump import StreamPump
 
-from infra import botocore_answers
-from infra.embedded_dynamodb import EmbeddedDynamoDB
-from infra.handlers import load_handler
-from infra.local.context import LocalLambdaContext
-from infra.local.lambda_endpoint import LambdaEndpoint
-from infra.local.stream_pump import StreamPump
 from tests.integration import realtime
 from tests.integration.realtime import CONNECTIONS, ITEMS, TRIGGERS, Realtime
 

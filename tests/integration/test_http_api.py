@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 from iii_stream.app import App
-
-from infra.local.http_api import HttpApi
+from iii_stream.infra.local.http_api import HttpApi
 
 pytestmark = pytest.mark.integration
 

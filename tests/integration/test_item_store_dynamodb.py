@@ -13,10 +13,10 @@ from iii_stream.adapters.dynamodb_items import DynamoItemStore
 from iii_stream.core.clock import SystemClock
 from iii_stream.core.errors import StreamError
 from iii_stream.core.service import STREAM_FUNCTIONS, StreamService
+from iii_stream.infra import botocore_answers
+from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
+from iii_stream.infra.template import create_tables
 
-from infra import botocore_answers
-from infra.embedded_dynamodb import EmbeddedDynamoDB
-from infra.template import create_tables
 from tests.fakes import FixedClock
 from tests.integration.conftest import ITEMS_TABLE, RequestCounter
 

@@ -13,8 +13,7 @@ import boto3
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
-
-from infra.local.lambda_endpoint import LambdaEndpoint
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
 
 ARN_PREFIX = "arn:aws:lambda:us-east-1:123456789012:function:"
 

@@ -113,7 +113,7 @@ def test_ids_with_equals_slash_and_plus_round_trip(
     local: Local, poster: SignedConnectionsPoster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     issued = iter(ODD_IDS)
-    monkeypatch.setattr("infra.local.gateway.new_id", lambda: next(issued))
+    monkeypatch.setattr("iii_stream.infra.local.gateway.new_id", lambda: next(issued))
     with ExitStack() as stack:
         opened = [stack.enter_context(local.open()) for _ in ODD_IDS]
         assert [connection_id for _, connection_id in opened] == ODD_IDS

@@ -25,15 +25,14 @@ from iii_stream.adapters.keys import SUBSCRIPTION_TAG, group_partition
 from iii_stream.core.errors import BadFrameError, NameTooLongError
 from iii_stream.core.limits import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, MAX_NAME_BYTES
 from iii_stream.core.ws_frames import ClientFrame, parse_client_frame
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.apigw_events import select_route
+from iii_stream.infra.local.connections_endpoint import ConnectionsEndpoint
+from iii_stream.infra.local.gateway import RouteHandlers, WebSocketGateway
+from iii_stream.infra.template import create_tables
 from moto import mock_aws
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
-
-from infra.handlers import load_handler
-from infra.local.apigw_events import select_route
-from infra.local.connections_endpoint import ConnectionsEndpoint
-from infra.local.gateway import RouteHandlers, WebSocketGateway
-from infra.template import create_tables
 
 pytestmark = pytest.mark.integration
 

@@ -25,11 +25,11 @@ from iii_stream import wiring
 from iii_stream.core.limits import MAX_NAME_BYTES
 from iii_stream.core.registration import FAILED_PREFIX
 from iii_stream.core.registry import MAX_DESCRIPTION_CHARS, MAX_ID_CHARS
+from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
+from iii_stream.infra.offline_env import offline_env
+from iii_stream.infra.template import create_tables
 from moto import mock_aws
 
-from infra.embedded_dynamodb import EmbeddedDynamoDB
-from infra.offline_env import offline_env
-from infra.template import create_tables
 from tests.integration.test_registry_resource import ResponseBucket, Stack
 
 pytestmark = pytest.mark.integration

@@ -30,11 +30,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from iii_stream import wiring
 from iii_stream.core.limits import MAX_JSON_DEPTH
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
 from moto import mock_aws
 
-from infra.handlers import load_handler
-from infra.local.context import LocalLambdaContext
-from infra.local.lambda_endpoint import LambdaEndpoint
 from tests.integration.realtime import Realtime
 from tests.integration.test_triggers import UserFunctions
 from tests.unit.test_property_stream_records import records as bad_records

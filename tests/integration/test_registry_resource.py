@@ -15,9 +15,9 @@ import boto3
 import pytest
 from iii_stream import wiring
 from iii_stream.client import RegistryClient
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.template import create_tables
 
-from infra.handlers import load_handler
-from infra.template import create_tables
 from tests.conftest import FakeLambdaContext
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from iii_stream import wiring
 from iii_stream.core.errors import SettingsError
+from iii_stream.infra.handlers import load_handler
 
-from infra.handlers import load_handler
 from tests.integration.conftest import ITEMS_TABLE
 
 pytestmark = pytest.mark.integration

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 from iii_stream import wiring
+from iii_stream.infra.deploy_checks import CHECKS, NEEDS_TRANSLATION, tables_used_outside
+from iii_stream.infra.deploy_policies import FANOUT_FUNCTION, REQUIRED_ACCESS, USER_FUNCTIONS
+from iii_stream.infra.handlers import load_handler
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
+from iii_stream.infra.stack import TEMPLATE_PATH
+from iii_stream.infra.validate import Report, validate
 
-from infra.deploy_checks import CHECKS, NEEDS_TRANSLATION, tables_used_outside
-from infra.deploy_policies import FANOUT_FUNCTION, REQUIRED_ACCESS, USER_FUNCTIONS
-from infra.handlers import load_handler
-from infra.local.context import LocalLambdaContext
-from infra.local.lambda_endpoint import LambdaEndpoint
-from infra.template import TEMPLATE_PATH
-from infra.validate import Report, validate
 from tests.integration import realtime
 from tests.integration.test_registry_resource import ResponseBucket, Stack
 

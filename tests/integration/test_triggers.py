@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.lambda_endpoint import LambdaEndpoint
 
-from infra.local.context import LocalLambdaContext
-from infra.local.lambda_endpoint import LambdaEndpoint
 from tests.integration import realtime
 from tests.integration.realtime import Realtime
 

@@ -1,4 +1,4 @@
-"""infra.check_cycles on small fake packages written to tmp_path (parsed, never imported)."""
+"""iii_stream.infra.check_cycles on small fake packages written to tmp_path (parsed, never imported)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from infra.check_cycles import find_cycles, import_graph, main, modules_under, project_modules, strongly_connected
+from iii_stream.infra.check_cycles import (
+    find_cycles,
+    import_graph,
+    main,
+    modules_under,
+    project_modules,
+    strongly_connected,
+)
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -170,8 +176,8 @@ def test_project_modules_are_named_as_on_sys_path(tmp_path: Path) -> None:
         "bench.__main__",
         "iii_stream",
         "iii_stream.core.service",
-        "infra",
-        "infra.local.gateway",
+        "iii_stream.infra",
+        "iii_stream.infra.local.gateway",
         "stream_functions",
     ]
 
@@ -190,9 +196,9 @@ def _project_with_a_cycle(root: Path) -> None:
             ),
             "functions/stream_functions.py": "from iii_stream.core import dispatch\n",
             "infra/__init__.py": "",
-            "infra/cli.py": "import stream_functions\nfrom infra import __name__ as _\n",
+            "infra/cli.py": "import stream_functions\nfrom iii_stream.infra import __name__ as _\n",
             "bench/__init__.py": "",
-            "bench/run.py": "from infra.cli import main\nfrom . import VERSION\n",
+            "bench/run.py": "from iii_stream.infra.cli import main\nfrom . import VERSION\n",
         },
     )
 

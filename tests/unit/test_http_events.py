@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from iii_stream.app import App, DeclaredRoute, lambda_name
 from iii_stream.core.connect import ConnectRequest
-
-from infra.local.http_events import (
+from iii_stream.infra.local.http_events import (
     HttpRequest,
     MalformedResponse,
     RouteMatch,

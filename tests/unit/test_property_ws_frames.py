@@ -27,8 +27,8 @@ from iii_stream.core.limits import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, MAX_NAME_B
 from iii_stream.core.ports import Connection, ItemAddress, Subscription
 from iii_stream.core.subscriptions import SubscriptionService
 from iii_stream.core.ws_frames import ClientFrame, parse_client_frame
+from iii_stream.infra.local.apigw_events import select_route
 
-from infra.local.apigw_events import select_route
 from tests.fakes import FixedClock, MemoryConnectionStore, MemoryItemStore, RecordingLeaveHook, RecordingPoster
 
 BUDGET = settings(max_examples=400, deadline=None, derandomize=True)
