@@ -46,9 +46,19 @@ def _parser() -> argparse.ArgumentParser:
 
     call = commands.add_parser("call", help="call a stream function and print its JSON result")
     call.add_argument("function_id", help="e.g. stream::set")
-    call.add_argument("payload", nargs="?", default="{}", help="the input as JSON (default {})")
+    call.add_argument(
+        "payload", nargs="?", default="{}", help="the input as JSON (default {}); @FILE: from a file; -: from stdin"
+    )
     _target_options(call, DEFAULT_FUNCTION_NAME)
     call.set_defaults(run=_run_call)
+
+    pack = commands.add_parser("package", help="write a SAM project for AWS from your app (iii-stream/ nested)")
+    pack.add_argument("--app", required=True, help="the Python file declaring your App (as for local --app)")
+    pack.add_argument("--out", required=True, help="the directory to write (new, empty, or written by package)")
+    pack.add_argument("--prefix", help="Lambda names are <stack name>-<prefix>-<function> (default fn)")
+    pack.add_argument("--max-stack-name", type=int, help="the longest stack name to fit in 64 (default 24)")
+    pack.set_defaults(run=_run_package)
+
 
     functions = commands.add_parser("functions", help="register, list and remove functions (id -> Lambda)")
     verbs = functions.add_subparsers(required=True, metavar="VERB")
@@ -112,10 +122,24 @@ def _trigger_payload(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_call(args: argparse.Namespace) -> int:
     try:
-        payload = json.loads(args.payload)
+        text = _argument_text(args.payload)
+    except OSError as exc:
+        return _fail({"code": "invalid_json", "message": f"The payload cannot be read: {exc}"})
+    try:
+        payload = json.loads(text)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's json can read
         return _fail({"code": "invalid_json", "message": f"The payload is not JSON: {exc}"})
     return _print_result(lambda: _client(args).call(args.function_id, payload))
+
+
+def _argument_text(value: str) -> str:
+    """A JSON argument as given, or read from a file (``@path``) or from stdin (``-``): large items fit."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        with open(value[1:], encoding="utf-8") as file:
+            return file.read()
+    return value
 
 
 def _registry_call(function_id: str, build: Callable[[argparse.Namespace], dict[str, Any]]) -> Callable[..., int]:
@@ -135,7 +159,13 @@ def _print_result(action: Callable[[], Any]) -> int:
     except StreamCallError as exc:
         return _fail(exc.to_body())
     except Exception as exc:  # noqa: BLE001 - connection errors and the like: one clear line, no traceback
-        return _fail({"code": "call_failed", "message": f"{type(exc).__name__}: {exc}"})
+        message = f"{type(exc).__name__}: {exc}"
+        if _nothing_listens(exc):
+            message += (
+                " - is the local service running? Start it with `iii-stream local` (or `make run` in a checkout), "
+                "or pass --endpoint-url, or --aws for the deployed stack"
+            )
+        return _fail({"code": "call_failed", "message": message})
     print(json.dumps(result, ensure_ascii=False))
     return 0
 
@@ -146,12 +176,26 @@ def _client(args: argparse.Namespace) -> StreamClient:
         from iii_stream.config import Settings
         from iii_stream.wiring import build_stream_service
 
-        dynamodb = boto3.client("dynamodb", endpoint_url=args.dynamodb_endpoint)
+        dynamodb = boto3.client("dynamodb", endpoint_url=args.dynamodb_endpoint, **_local_aws_settings())
         return StreamClient.direct(build_stream_service(dynamodb, Settings(items_table=args.items_table)))
     result: StreamClient = StreamClient.via_lambda(
         args.function_name, endpoint_url=None if args.aws else args.endpoint_url
     )
     return result
+
+
+def _local_aws_settings() -> dict[str, Any]:
+    """A region and credentials for a DynamoDB endpoint given with --dynamodb-endpoint, when the environment has
+    none (a local DynamoDB accepts any); boto3's own settings win when they are there."""
+    import boto3
+
+    session = boto3.session.Session()
+    settings: dict[str, Any] = {}
+    if session.region_name is None:
+        settings["region_name"] = "us-east-1"
+    if session.get_credentials() is None:
+        settings.update(aws_access_key_id="local", aws_secret_access_key="local")
+    return settings
 
 
 def _registry(args: argparse.Namespace) -> RegistryClient:
@@ -161,12 +205,24 @@ def _registry(args: argparse.Namespace) -> RegistryClient:
         from iii_stream.core.clock import SystemClock
         from iii_stream.core.registry import RegistryService
 
-        dynamodb = boto3.client("dynamodb", endpoint_url=args.dynamodb_endpoint)
+        dynamodb = boto3.client("dynamodb", endpoint_url=args.dynamodb_endpoint, **_local_aws_settings())
         return RegistryClient.direct(RegistryService(DynamoRegistryStore(dynamodb, args.triggers_table), SystemClock()))
     result: RegistryClient = RegistryClient.via_lambda(
         args.function_name, endpoint_url=None if args.aws else args.endpoint_url
     )
     return result
+
+
+def _nothing_listens(exc: BaseException) -> bool:
+    """Did the call fail because nothing answers at the endpoint (connection refused)?"""
+    from botocore.exceptions import EndpointConnectionError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (EndpointConnectionError, ConnectionRefusedError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _fail(body: dict[str, Any]) -> int:
@@ -205,6 +261,12 @@ def _run_local(args: argparse.Namespace) -> int:
     service.stop()
     print("iii-stream local stopped.", flush=True)
     return 0
+
+
+def _run_package(args: argparse.Namespace) -> int:
+    from iii_stream.infra.package import run
+
+    return run(args.app, args.out, prefix=args.prefix, max_stack_name=args.max_stack_name)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,53 @@ def test_call_to_an_endpoint_nobody_listens_on_exits_1_with_call_failed(tmp_path
     assert body["message"].startswith("EndpointConnectionError: ")
 
 
+def test_call_to_an_endpoint_nobody_listens_on_says_how_to_start_the_service(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    body = _failed(iii_stream("call", "--endpoint-url", url, "stream::list_all", cwd=tmp_path))
+    assert "Start it with `iii-stream local`" in body["message"]
+
+
+def test_call_reads_a_large_payload_from_a_file_or_stdin(direct: DirectTarget, tmp_path: Path) -> None:
+    # GIVEN an item far larger than a command line can comfortably hold, in a file
+    data = {"text": "x" * 120_000}
+    (tmp_path / "payload.json").write_text(json.dumps({**KEY, "data": data}), encoding="utf-8")
+    # WHEN it is set from the file (@payload.json), then read with the payload on stdin (-)
+    assert _ok(iii_stream("call", *direct.args, "stream::set", "@payload.json", cwd=tmp_path))["new_value"] == data
+    read = subprocess.run(
+        [str(CLI), "call", *direct.args, "stream::get", "-"],
+        input=json.dumps(KEY),
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=30,
+    )
+    # THEN both worked; a missing file is invalid_json naming the file
+    assert _ok(read) == data
+    body = _failed(iii_stream("call", *direct.args, "stream::get", "@missing.json", cwd=tmp_path))
+    assert body["code"] == "invalid_json" and "missing.json" in body["message"]
+
+
+def test_call_with_dynamodb_endpoint_needs_no_aws_settings(direct: DirectTarget, tmp_path: Path) -> None:
+    # GIVEN an environment with no AWS region, credentials, profile or config files at all
+    env = {k: v for k, v in _env().items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    # WHEN a function runs against the given DynamoDB
+    result = subprocess.run(
+        [str(CLI), "call", *direct.args, "stream::set", json.dumps({**KEY, "data": 1})],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=30,
+    )
+    # THEN it worked (a local DynamoDB takes any region and credentials)
+    assert _ok(result) == {"old_value": None, "new_value": 1}
+
+
 def test_call_without_a_function_id_is_a_usage_error(tmp_path: Path) -> None:
     result = iii_stream("call", cwd=tmp_path)
     assert result.returncode == 2
