@@ -19,7 +19,7 @@ class BuildWithStack(build_py):  # type: ignore[misc]
         stack = Path(self.build_lib) / "iii_stream" / "_stack"
         (stack / "functions").mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / "template.yaml", stack / "template.yaml")
-        for handler in sorted((ROOT / "functions").glob("*.py")):
+        for handler in [*sorted((ROOT / "functions").glob("*.py")), ROOT / "functions" / "requirements.txt"]:
             shutil.copy2(handler, stack / "functions" / handler.name)
 
 
