@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-deployed lint fmt typecheck validate cycles build deploy bench clean example node-deps
+.PHONY: help install run test test-unit test-integration test-deployed lint fmt typecheck validate cycles build deploy bench clean example node-deps wheel
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ validate: $(STAMP) ## Check template.yaml offline: cfn-lint, SAM translation, IA
 cycles: $(STAMP) ## Fail on an import cycle among the project's modules
 	$(BIN)/python -m iii_stream.infra.check_cycles
 
+wheel: $(STAMP) ## The package for your own app's environment: dist/iii_stream_aws-<version>-py3-none-any.whl
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+
 build: ## sam build: the deployable artifacts in .aws-sam/build (needs the SAM CLI)
 	@command -v sam >/dev/null || { echo "make build needs the AWS SAM CLI: pipx install aws-sam-cli (see README, Deploy to AWS)" >&2; exit 1; }
 	sam build
@@ -65,7 +68,7 @@ node-deps: tests/e2e/node/node_modules/.package-lock.json examples/todo/node_mod
 
 EXAMPLE_PORT ?= 8080
 example: $(STAMP) examples/todo/node_modules/.package-lock.json ## The example to-do page on :8080 and the local service with its app (Ctrl-C stops both)
-	@echo "The example page: http://127.0.0.1:$(EXAMPLE_PORT)/?user=alice  (it connects to ws://127.0.0.1:3112/)"
+	@echo "The example page: http://127.0.0.1:$(EXAMPLE_PORT)/?user=alice  (it reads ws://127.0.0.1:3112/ and writes through http://127.0.0.1:3000)"
 	$(BIN)/python -m http.server $(EXAMPLE_PORT) --bind 127.0.0.1 --directory examples/todo >/dev/null 2>&1 & server=$$!; \
 	trap 'kill $$server 2>/dev/null' EXIT; \
 	$(BIN)/iii-stream local --app examples/todo/app.py
@@ -74,4 +77,4 @@ bench: $(STAMP) ## Benchmarks (speed, AWS request counts); prints a report
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .aws-sam *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist .aws-sam *.egg-info

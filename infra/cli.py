@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     pack.add_argument("--max-stack-name", type=int, help="the longest stack name to fit in 64 (default 24)")
     pack.set_defaults(run=_run_package)
 
+    new = commands.add_parser("new", help="create a project: an app with HTTP routes, its tests and a live page")
+    new.add_argument("directory", help="where to create it (a new or empty directory)")
+    new.set_defaults(run=_run_new)
 
     functions = commands.add_parser("functions", help="register, list and remove functions (id -> Lambda)")
     verbs = functions.add_subparsers(required=True, metavar="VERB")
@@ -260,6 +263,30 @@ def _run_local(args: argparse.Namespace) -> int:
     stop.wait()
     service.stop()
     print("iii-stream local stopped.", flush=True)
+    return 0
+
+
+def _run_new(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from iii_stream.infra.scaffold import ScaffoldError, create_project
+
+    try:
+        written = create_project(args.directory)
+    except ScaffoldError as exc:
+        print(f"iii-stream new: {exc}", file=sys.stderr)
+        return 1
+    root = args.directory.rstrip("/") or "/"
+    print(f"Created {root}/ (a live to-do list: app.py with its routes, tests/, public/):")
+    for path in written:
+        print("  " + path.relative_to(Path(args.directory)).as_posix())
+    print("Next:")
+    print(f"  cd {shlex.quote(root)}")
+    print("  pip install -r requirements.txt     # once (iii-stream-aws[local], pytest), in a virtual environment")
+    print("  iii-stream local --app app.py       # run it (routes on http://127.0.0.1:3000)")
+    print("  pytest                              # test it")
+    print("  README.md: open the page (public/), deploy to AWS.")
     return 0
 
 

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +50,7 @@ class Subscription:
 
     frames: list[dict[str, Any]]
     _socket: Any
+    _closing: ExitStack
     sync: Any = None
 
     def next(self, timeout: float = 5.0) -> dict[str, Any]:
@@ -58,7 +60,7 @@ class Subscription:
         return frame
 
     def close(self) -> None:
-        self._socket.close()
+        self._closing.close()
 
     def __enter__(self) -> Subscription:
         return self
@@ -85,15 +87,16 @@ class LocalStack:
         from websockets.sync.client import connect
 
         url = self.ws_url + (f"?{query}" if query else "")
-        socket_ = connect(url, open_timeout=timeout)
+        closing = ExitStack()  # websockets >= 17.1 wants connect() entered as a context manager
+        socket_ = closing.enter_context(connect(url, open_timeout=timeout))
         data: dict[str, Any] = {"streamName": stream_name, "groupId": group_id, "subscriptionId": str(uuid.uuid4())}
         if item_id is not None:
             data["id"] = item_id
         socket_.send(json.dumps({"type": "join", "data": data}))
-        subscription = Subscription([], socket_)
+        subscription = Subscription([], socket_, closing)
         first = subscription.next(timeout)
         if first.get("event", {}).get("type") != "sync":
-            socket_.close()
+            closing.close()
             raise AssertionError(f"the join was answered with {first!r}, not a sync")
         subscription.sync = first["event"]["data"]
         return subscription
