@@ -58,6 +58,7 @@ class LocalProcess:
                 [
                     str(CLI),
                     "local",
+                    "--in-memory",  # measure a fresh service: no snapshot read or written
                     "--port",
                     str(self.ws_port),
                     "--lambda-port",

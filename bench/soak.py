@@ -563,7 +563,7 @@ class Service:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.store: Any = None
         self._pipe: Pipe | None = None
-        args = [str(CLI), "local", "--port", str(self.ws_port), "--lambda-port", str(self.lambda_port)]
+        args = [str(CLI), "local", "--in-memory", "--port", str(self.ws_port), "--lambda-port", str(self.lambda_port)]
         if not embedded:
             self._pipe, child = multiprocessing.get_context("spawn").Pipe()
             self.store = multiprocessing.get_context("spawn").Process(

@@ -42,6 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--app", help="a Python file declaring your functions and triggers (iii_stream.app.App)")
     local.add_argument("--auth-fail-open", action="store_true", help="accept sockets when the auth function fails")
     local.add_argument("--join-fail-open", action="store_true", help="accept joins when a join handler fails")
+    local.add_argument(
+        "--verbose", action="store_true", help="log the traceback of every error (default: its type and message)"
+    )
+    local.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep nothing: no snapshot read or written (default: the tables are kept in .iii-stream/ here)",
+    )
+    local.add_argument(
+        "--snapshot-seconds",
+        type=_positive_seconds,
+        default=30.0,
+        help="snapshot the tables this often after a change (default 30; a crash loses up to that much)",
+    )
     local.set_defaults(run=_run_local)
 
     call = commands.add_parser("call", help="call a stream function and print its JSON result")
@@ -236,9 +250,10 @@ def _fail(body: dict[str, Any]) -> int:
 def _run_local(args: argparse.Namespace) -> int:
     import logging
 
-    from iii_stream.infra.local.service import LocalConfig, LocalService
+    from iii_stream.infra.local.service import LocalConfig, LocalService, PortUnavailable
+    from iii_stream.infra.local.snapshots import DEFAULT_DIRECTORY, SnapshotError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-26s %(message)s")
+    _configure_logging(verbose=args.verbose)
     for noisy in ("botocore", "werkzeug", "websockets", "aws_lambda_powertools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     service = LocalService(
@@ -252,18 +267,95 @@ def _run_local(args: argparse.Namespace) -> int:
             auth_fail_open=args.auth_fail_open,
             join_fail_open=args.join_fail_open,
             http_port=args.http_port,
+            data_dir=None if args.in_memory else DEFAULT_DIRECTORY,
+            snapshot_seconds=args.snapshot_seconds,
         )
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    service.start()
+    try:
+        service.start()
+    except SnapshotError as exc:  # an unreadable snapshot, a data directory in use: said plainly, no traceback
+        service.stop()  # what had started; no snapshot is written
+        print(exc, file=sys.stderr, flush=True)
+        return 1
+    except PortUnavailable as exc:  # a port in use: said at once, with the flag that moves it, no traceback
+        service.stop()
+        print(f"iii-stream local: {exc}", file=sys.stderr, flush=True)
+        return 1
     print("iii-stream local is running:", *("  " + line for line in service.describe()), sep="\n", flush=True)
-    print('Try:  iii-stream call stream::set \'{"stream_name":"s","group_id":"g","item_id":"i","data":1}\'', flush=True)
+    assert service.lambda_endpoint is not None
+    print(_try_line(service.lambda_endpoint.endpoint_url), flush=True)
     stop.wait()
-    service.stop()
+    try:
+        service.stop()
+    except SnapshotError as exc:  # the last snapshot could not be written
+        print(exc, file=sys.stderr, flush=True)
+        return 1
     print("iii-stream local stopped.", flush=True)
     return 0
+
+
+def _configure_logging(verbose: bool) -> None:
+    """One line per message on stderr. An error's traceback only with ``--verbose``; without it, the line gets the
+    error's type and message (when it does not say them already)."""
+    import logging
+
+    class Formatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            if verbose or not record.exc_info:
+                return super().format(record)
+            error = record.exc_info[1]
+            brief = logging.makeLogRecord(record.__dict__)
+            brief.exc_info, brief.exc_text = None, None
+            message = record.getMessage()
+            if error is not None and type(error).__name__ not in message:  # the line does not name it already
+                message = f"{message} ({type(error).__name__}: {error})"
+            brief.msg, brief.args = message, None
+            return super().format(brief)
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(Formatter("%(asctime)s %(name)-26s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def _try_line(endpoint_url: str) -> str:
+    """The banner's example call, as it runs from anywhere: this very iii-stream by its full path, and the Lambda
+    endpoint when it is not the default one."""
+    import shlex
+
+    target = [] if endpoint_url == LOCAL_LAMBDA_ENDPOINT else ["--endpoint-url", endpoint_url]
+    payload = '{"stream_name":"s","group_id":"g","item_id":"i","data":1}'
+    return "Try:  " + shlex.join([*_own_command(), "call", *target, "stream::set", payload])
+
+
+def _own_command() -> list[str]:
+    """How to run this iii-stream: its script (``sys.argv[0]``, resolved), else the one beside this interpreter or on
+    the PATH, else ``python -m`` (run as a module, as the pytest plugin does)."""
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name.startswith("iii-stream") and script.is_file():
+        return [str(script.resolve())]
+    beside = Path(sys.executable).with_name("iii-stream")
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("iii-stream")
+    if found:
+        return [str(Path(found).resolve())]
+    return [sys.executable, "-m", "iii_stream.infra.cli"]
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return seconds
 
 
 def _run_new(args: argparse.Namespace) -> int:

@@ -35,10 +35,20 @@ of records), ``StreamShard.starting_sequence_number`` (the first one's number), 
 ``moto.dynamodbstreams.models.ShardIterator.sequence_number`` / ``.stream_shard``,
 ``DynamoDBStreamsBackend.shard_iterators`` (iterator ARN -> iterator) and ``BaseModel.instances_tracked``.
 Written against moto 5.2.5.
+
+**Snapshots.** ``iii-stream local`` keeps its tables across restarts (``infra/local/snapshots.py``): it reads every
+item of a table (:func:`export_tables`) and puts items back (:func:`import_items`) straight on moto's backend, under
+the lock. A snapshot is one point in time over all tables (one lock holding), and :func:`writes` counts the writes
+so far (to snapshot only after a change). Restored items are not new changes: they are put with the table's stream
+shard detached (``Table.stream_shard`` set to None around ``Table.put_item``), so they make no stream record, wake
+no pump and count as no write. Relied on, and checked by :func:`check_moto_stream_layout` too: ``Table.put_item``
+(adds a record only through ``Table.stream_shard``), ``Table.all_items`` and ``Item.to_json()["Attributes"]``
+(DynamoDB JSON), ``dynamodb_backends[account][region].get_table``.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import gc
 import inspect
@@ -47,14 +57,15 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import moto
+from iii_stream.infra import moto_fast
 from moto.core.common_models import BaseModel
 from moto.core.exceptions import JsonRESTError
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -73,6 +84,7 @@ _serving = threading.local()  # .active: this thread serves a request of an Embe
 _patched = False
 _streams_patched = False
 _write_listeners: list[Callable[[], None]] = []
+_writes = 0  # write operations moto's DynamoDB backend has taken (under the lock): what a snapshot is up to
 
 
 def on_write(listener: Callable[[], None]) -> None:
@@ -98,8 +110,10 @@ def make_moto_writes_atomic() -> None:
 
         @functools.wraps(original)
         def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            global _writes
             try:
                 with _lock:
+                    _writes += 1  # even a refused write: a snapshot too many is harmless, one too few is not
                     return __original(self, *args, **kwargs)
             finally:
                 for listener in list(_write_listeners):
@@ -107,6 +121,59 @@ def make_moto_writes_atomic() -> None:
 
         setattr(DynamoDBBackend, name, locked)
     _patched = True
+
+
+def writes() -> int:
+    """How many write operations moto's DynamoDB backend has taken in this process (after
+    :func:`make_moto_writes_atomic`): a snapshot taken at one count is current until the count moves."""
+    with _lock:
+        return _writes
+
+
+# --- snapshots: the tables' items out and back in, without stream records -----------------------------------------
+def _table(arn: str) -> Table:
+    """The moto table of ``arn`` (``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME``, as DescribeTable gives it)."""
+    _, _, _, region, account, resource = arn.split(":", 5)
+    return dynamodb_backends[account][region].get_table(resource.split("/", 1)[1])
+
+
+def _wire(value: Any) -> Any:
+    """An exported attribute value as DynamoDB sends it: binary as base64 text (moto keeps nested ones as bytes)."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {key: _wire(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_wire(inner) for inner in value]
+    return value
+
+
+def export_tables(arns: Iterable[str]) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    """Every item of each table (by ARN), in DynamoDB JSON, at one point in time; and :func:`writes` at it."""
+    with _lock:
+        exported = {arn: [item.to_json()["Attributes"] for item in _table(arn).all_items()] for arn in arns}
+        at = _writes
+    # Item.to_json copies all but the immutable leaves: the rest needs no lock.
+    return at, {arn: [_wire(item) for item in items] for arn, items in exported.items()}
+
+
+def import_items(arn: str, items: Iterable[Mapping[str, Any]]) -> int:
+    """Put ``items`` (DynamoDB JSON) into the table of ``arn`` as they are, validated as a PutItem; return how many.
+
+    No stream record, no write listener, no write counted: restored items are not new changes. Raises what
+    moto's PutItem raises for an invalid item (after putting the ones before it)."""
+    table = _table(arn)
+    count = 0
+    with _lock:
+        shard = table.stream_shard
+        table.stream_shard = None  # Table.put_item adds its record through this, and only through it
+        try:
+            for item in items:
+                table.put_item(dict(item))
+                count += 1
+        finally:
+            table.stream_shard = shard
+    return count
 
 
 # --- memory, bounded ---------------------------------------------------------------------------------------------
@@ -344,12 +411,22 @@ def check_moto_stream_layout() -> None:
         trim_shard(shard, shard.starting_sequence_number + len(shard.items))
         gc.collect()
         _expect(replaced() is None and record() is None, "moto keeps no replaced Item nor trimmed StreamRecord")
+        # Snapshots: an item put with the stream shard detached makes no record, and reads back as it was put.
+        kept = len(shard.items)
+        table.stream_shard = None
+        restored = {"pk": {"S": "r"}, "m": {"M": {"b": {"B": "AAE="}, "l": {"L": [{"N": "1"}]}}}, "s": {"SS": ["x"]}}
+        table.put_item(restored)
+        table.stream_shard = shard
+        _expect(len(shard.items) == kept, "Table.put_item adds a stream record only through Table.stream_shard")
+        exported = [_wire(item.to_json()["Attributes"]) for item in table.all_items()]
+        _expect(restored in exported, f"Table.all_items/Item.to_json give back what was put: {exported}")
+        _expect(callable(getattr(DynamoDBBackend, "get_table", None)), "DynamoDBBackend.get_table")
     except Exception as error:
         raise RuntimeError(
             f"moto {moto.__version__} does not keep DynamoDB stream records and models as infra/embedded_dynamodb.py "
             f"assumes (written against moto {MOTO_TESTED}; it relies on StreamShard.items, "
-            f"StreamShard.starting_sequence_number, DynamoDBStreamsBackend.shard_iterators and "
-            f"BaseModel.instances_tracked): {error}"
+            f"StreamShard.starting_sequence_number, DynamoDBStreamsBackend.shard_iterators, "
+            f"BaseModel.instances_tracked, and Table.put_item/all_items for snapshots): {error}"
         ) from error
 
 
@@ -399,6 +476,7 @@ class EmbeddedDynamoDB:
         check_moto_stream_layout()
         make_moto_writes_atomic()
         make_moto_streams_bounded()
+        moto_fast.install()  # moto's slow paths, answers unchanged (infra/moto_fast.py; III_STREAM_MOTO_FAST=off)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._port = port
         self._server: BaseWSGIServer | None = None

@@ -417,6 +417,7 @@ pytest>=8
 GITIGNORE = """.venv/
 __pycache__/
 .pytest_cache/
+.iii-stream/
 public/node_modules/
 build/
 .aws-sam/

@@ -114,7 +114,7 @@ class LocalProcess:
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> LocalStack:
-        command = [sys.executable, "-m", "iii_stream.infra.cli", "local", "--app", str(self.app)]
+        command = [sys.executable, "-m", "iii_stream.infra.cli", "local", "--in-memory", "--app", str(self.app)]
         for name, port in self.ports.items():
             command += [f"--{name}", str(port)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -85,14 +85,20 @@ class WebSocketGateway:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._error: Exception | None = None  # why it could not start serving
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> str:
+        """Serve; returns the URL. Raises the OSError at once when the port cannot be bound (in use, not allowed)."""
+        self._error = None
         self._thread = threading.Thread(target=self._run, name="ws-gateway", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the WebSocket gateway did not start")
+        if self._error is not None:
+            self._thread.join(timeout=5)
+            raise self._error
         return self.url
 
     @property
@@ -100,7 +106,13 @@ class WebSocketGateway:
         return f"ws://{self._host}:{self._port}/"
 
     def _run(self) -> None:
-        asyncio.run(self._serve())
+        try:
+            asyncio.run(self._serve())
+        except Exception as exc:  # noqa: BLE001 - before it serves (the port taken): reported to start()
+            if self._ready.is_set():
+                raise
+            self._error = exc
+            self._ready.set()
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -254,8 +266,8 @@ class WebSocketGateway:
         context = LocalLambdaContext(function_name=f"route-{route.strip('$')}")
         try:
             result = await asyncio.to_thread(handler, event, context)
-        except Exception:  # noqa: BLE001 - a failing integration: logged, the socket lives on (as on AWS)
-            log.exception("route %s for %s failed", route, connection_id)
+        except Exception as exc:  # noqa: BLE001 - a failing integration: logged, the socket lives on (as on AWS)
+            log.error("route %s for %s failed: %s: %s", route, connection_id, type(exc).__name__, exc, exc_info=exc)
             return {"statusCode": 500}
         status = result.get("statusCode") if isinstance(result, dict) else None
         log.info("route %-11s %s %5.1f ms -> %s", route, connection_id, (time.perf_counter() - started) * 1000, status)

@@ -9,12 +9,19 @@ Where the pump stands is the iterator it holds: it asks for the next page only o
 (or set aside), so the embedded DynamoDB may trim every record before it (infra/embedded_dynamodb.py). An
 iterator that has expired (or whose records were trimmed, on DynamoDB) is replaced by one after the last record
 read, as an event source mapping does.
+
+One log line per handler call (per batch): the pump's name, how many records, the duration and the outcome; a
+failure names the first record retried (eventID, event name, its item: stream, group and item) and why (what the
+handler raised, or, for the records its ``batchItemFailures`` named, what ``reasons()`` says about them). Records set
+aside are logged one by one (the first ten of a batch), each with its change and its reason.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +31,53 @@ from botocore.exceptions import ClientError
 log = logging.getLogger("iii_stream.local.pump")
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# Why the records of the last batch failed, by sequence number (for what the handler's answer does not say).
+Reasons = Callable[[], dict[str, str]]
+_SET_ASIDE_LINES = 10  # records set aside logged one by one, per batch
+_MAX_REASON = 300
+
+
+def describe_record(record: dict[str, Any]) -> str:
+    """``eventID …, INSERT, stream "s" group "g" item "i"`` (the items table's key read back), or the raw key."""
+    body = record.get("dynamodb")
+    return f"eventID {record.get('eventID', '?')}, {record.get('eventName', '?')}, {_key_text(body)}"
+
+
+def _key_text(body: Any) -> str:
+    """The change's item (or ``stream::send`` event) named as the items table's key says, else the key itself."""
+    from iii_stream.adapters.keys import EVENT_TAG, ITEM_TAG, parse_partition, unprefix
+
+    keys = body.get("Keys") if isinstance(body, dict) else None
+    if not isinstance(keys, dict):
+        return "no key"
+    pk, sk = (keys[name].get("S") if isinstance(keys.get(name), dict) else None for name in ("pk", "sk"))
+    try:
+        tag, stream_name, group_id = parse_partition(pk) if isinstance(pk, str) else ("", "", "")
+    except (ValueError, TypeError):
+        tag = ""
+    if tag in (ITEM_TAG, EVENT_TAG) and isinstance(sk, str):
+        names = [json.dumps(name, ensure_ascii=False) for name in (stream_name, group_id)]
+        if tag == ITEM_TAG:
+            return f"stream {names[0]} group {names[1]} item {json.dumps(unprefix(sk), ensure_ascii=False)}"
+        return f"stream {names[0]} group {names[1]} event (sort key {sk})"
+    return "key " + json.dumps(keys, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _reason(record: dict[str, Any], failures: list[Any], why: dict[str, str], raised: Exception | None) -> str:
+    """Why ``record`` is retried (or set aside)."""
+    if raised is not None:
+        return _short(f"the handler raised {type(raised).__name__}: {raised}")
+    sequence_number = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+    if sequence_number in why:
+        return _short(why[sequence_number])
+    if sequence_number in {str(f) for f in failures}:
+        return "named in the handler's batchItemFailures"
+    return "after a failed record of its batch (retried from the first failure, as Lambda does)"
 
 
 def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
@@ -60,10 +114,14 @@ class StreamPump:
         max_retries: int = 3,
         region: str = "us-east-1",
         start: str = "TRIM_HORIZON",
+        name: str = "stream",
+        reasons: Reasons | None = None,
     ) -> None:
         self._client = streams_client
         self.stream_arn = stream_arn
         self._handler = handler
+        self.name = name  # in its log lines
+        self._reasons = reasons
         self._context = context_factory
         self._batch_size = batch_size
         self._max_retries = max_retries
@@ -129,23 +187,58 @@ class StreamPump:
     def _deliver(self, records: list[dict[str, Any]]) -> int:
         done, attempt = 0, 0
         while records:
+            started = time.perf_counter()
+            why: dict[str, str] = {}
+            raised: Exception | None = None
             try:
                 result = self._handler({"Records": records}, self._context()) or {}
                 failures = [f.get("itemIdentifier") for f in result.get("batchItemFailures") or []]
-            except Exception:  # noqa: BLE001 - a raising handler fails the whole batch, as on Lambda
-                log.exception("handler failed the whole batch")
-                failures = [records[0]["dynamodb"]["SequenceNumber"]]
+                if failures and self._reasons is not None:
+                    why = self._reasons()
+            except Exception as exc:  # noqa: BLE001 - a raising handler fails the whole batch, as on Lambda
+                raised, failures = exc, [records[0]["dynamodb"]["SequenceNumber"]]
+            milliseconds = (time.perf_counter() - started) * 1000
             if not failures:
+                log.info("pump %s %d record(s) %.1f ms -> ok", self.name, len(records), milliseconds)
                 return done + len(records)
+            count = len(records)
             first = min(int(f) if f else 0 for f in failures) or int(records[0]["dynamodb"]["SequenceNumber"])
             done += sum(1 for r in records if int(r["dynamodb"]["SequenceNumber"]) < first)
             records = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) >= first]
             attempt += 1
+            reason = _reason(records[0], failures, why, raised) if records else "?"
+            outcome = "raised" if raised is not None else f"{len(failures)} failed"
+            log.warning(
+                "pump %s %d record(s) %.1f ms -> %s (attempt %d of %d), from %s: %s",
+                self.name,
+                count,
+                milliseconds,
+                outcome,
+                attempt,
+                self._max_retries + 1,
+                describe_record(records[0]) if records else "?",
+                reason,
+                exc_info=raised,
+            )
             if attempt > self._max_retries:
-                log.error("set aside %d record(s) after %d retries", len(records), self._max_retries)
-                self.dropped.extend(records)
+                self._set_aside(records, failures, why, raised)
                 return done
         return done
+
+    def _set_aside(
+        self, records: list[dict[str, Any]], failures: list[Any], why: dict[str, str], raised: Exception | None
+    ) -> None:
+        for record in records[:_SET_ASIDE_LINES]:
+            log.error(
+                "pump %s set aside %s after %d retries: %s",
+                self.name,
+                describe_record(record),
+                self._max_retries,
+                _reason(record, failures, why, raised),
+            )
+        if len(records) > _SET_ASIDE_LINES:
+            log.error("pump %s set aside %d more record(s) of that batch", self.name, len(records) - _SET_ASIDE_LINES)
+        self.dropped.extend(records)
 
     def wake(self) -> None:
         """Tell the pump something was written (it also polls, in case nobody says)."""
