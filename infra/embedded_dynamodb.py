@@ -20,8 +20,8 @@ requests this server serves, :class:`_StreamBookkeeping` therefore:
   then each GetRecords' ``NextShardIterator``); its position is the iterator it holds and has not used yet. The
   records before the lowest such position over all readers of the shard are dropped. Sequence numbers do not
   change (moto numbers a record ``starting_sequence_number + its index``, so the start moves up with the trim).
-  A page is taken as read once it is answered: a reader that lost an answer and asks again with the same iterator
-  may find that page trimmed (if no other reader was behind it), and reads on from the oldest record kept.
+  A used iterator counts as a position too while it may be reused (``ITERATOR_REUSE_SECONDS``): a reader that
+  lost an answer and asks again with the same iterator gets the same records, as from DynamoDB.
 - answers a read at a trimmed position from the oldest record kept (TRIM_HORIZON semantics), where DynamoDB would
   answer ``TrimmedDataAccessException``: a Lambda event source mapping that meets a trimmed position resumes at the
   trim horizon, and so does a local stream pump, without an error to handle.
@@ -265,8 +265,16 @@ class _StreamBookkeeping:
         positions = [
             held.iterator.sequence_number for held in self.unused.values() if held.iterator.stream_shard is shard
         ]
-        if positions:
-            self.trimmed += trim_shard(shard, min(positions))
+        if not positions:
+            return
+        # A used iterator may still be reused (a retry whose answer was lost): keep what it reads, as DynamoDB
+        # answers a retried GetRecords with the same records.
+        positions += [
+            registry[arn].sequence_number
+            for _, arn, registry in self.used
+            if arn in registry and registry[arn].stream_shard is shard
+        ]
+        self.trimmed += trim_shard(shard, min(positions))
 
     def sweep(self, now: float) -> None:
         """Forget the iterators past their lifetime (moto would keep them, and their records, for ever)."""

@@ -273,8 +273,12 @@ def write(endpoint: str, table: str, count: int, first: int = 0) -> None:
         client.put_item(TableName=table, Item={**key(n % 7), "n": {"N": str(n)}, "pad": {"S": "x" * 200}})
 
 
-def test_the_shard_keeps_only_what_a_pump_has_not_read_and_the_pumps_get_every_change(endpoint: str) -> None:
-    # GIVEN two pumps on a table's stream, as ``iii-stream local`` runs them (broadcast and dispatch)
+def test_the_shard_keeps_only_what_a_pump_has_not_read_and_the_pumps_get_every_change(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two pumps on a table's stream, as ``iii-stream local`` runs them (broadcast and dispatch); used
+    # iterators not kept for a retry, so what both read is trimmed at once
+    monkeypatch.setattr(embedded_dynamodb, "ITERATOR_REUSE_SECONDS", 0.0)
     table, stream_arn = new_table(endpoint)
     fast, slow = Recorder(), Recorder()
     fast_pump, slow_pump = pump(endpoint, stream_arn, fast), pump(endpoint, stream_arn, slow)
@@ -337,8 +341,10 @@ def test_under_steady_writes_the_shard_and_the_iterators_stay_bounded(
     assert len(iterators) < 50, len(iterators)
 
 
-def test_a_trimmed_position_reads_from_the_oldest_record_kept(endpoint: str) -> None:
-    # GIVEN 40 writes, and a pump that has read the first 30 (the only reader: what it read is trimmed)
+def test_a_trimmed_position_reads_from_the_oldest_record_kept(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN 40 writes, and a pump that has read the first 30 (the only reader: what it read is trimmed, its used
+    # iterators not kept for a retry)
+    monkeypatch.setattr(embedded_dynamodb, "ITERATOR_REUSE_SECONDS", 0.0)
     table, stream_arn = new_table(endpoint)
     recorder = Recorder()
     reader = pump(endpoint, stream_arn, recorder, start="TRIM_HORIZON")
@@ -398,3 +404,24 @@ def test_a_used_iterator_expires_and_a_pump_whose_iterator_expired_carries_on(
 
 def test_the_moto_layout_the_trimming_relies_on_is_checked() -> None:
     check_moto_stream_layout()  # what EmbeddedDynamoDB() runs at startup: raises on a moto that differs
+
+
+def test_a_get_records_retried_with_the_same_iterator_gets_the_same_records(endpoint: str) -> None:
+    # GIVEN a table with 5 changes and a reader that read them (the only reader of its shard)
+    table, stream_arn = new_table(endpoint)
+    client = dynamodb(endpoint)
+    for n in range(5):
+        client.put_item(TableName=table, Item={**key(), "n": {"N": str(n)}})
+    reader = streams(endpoint)
+    shard = reader.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = reader.get_shard_iterator(StreamArn=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"
+    ]
+    first = reader.get_records(ShardIterator=iterator)
+    # WHEN its answer is taken as lost: the next page is read, then the same iterator is used again (a retry)
+    reader.get_records(ShardIterator=first["NextShardIterator"])
+    again = reader.get_records(ShardIterator=iterator)
+    # THEN the retry got the same records, as DynamoDB answers it (nothing trimmed from under it)
+    numbers = [record["dynamodb"]["SequenceNumber"] for record in first["Records"]]
+    assert len(numbers) == 5
+    assert [record["dynamodb"]["SequenceNumber"] for record in again["Records"]] == numbers
