@@ -74,7 +74,7 @@ def start_local(tmp: Path, *extra: str) -> LocalService:
     env = offline_env(PYTHONUNBUFFERED="1")
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [str(CLI), "local", "--port", str(ws_port), "--lambda-port", str(lambda_port), *extra],
+            [str(CLI), "local", "--in-memory", "--port", str(ws_port), "--lambda-port", str(lambda_port), *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
@@ -84,7 +84,7 @@ def start_local(tmp: Path, *extra: str) -> LocalService:
     service = LocalService(
         process, f"ws://127.0.0.1:{ws_port}/", f"http://127.0.0.1:{lambda_port}", log_path, HERE / ".calls.jsonl"
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while "iii-stream local is running" not in service.log():
         if process.poll() is not None or time.monotonic() > deadline:
             stop_local(service)
@@ -94,7 +94,7 @@ def start_local(tmp: Path, *extra: str) -> LocalService:
     return service
 
 
-def stop_local(service: LocalService, timeout: float = 15) -> int:
+def stop_local(service: LocalService, timeout: float = 60) -> int:
     if service.process.poll() is None:
         service.process.send_signal(signal.SIGINT)
         try:

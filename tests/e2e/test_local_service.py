@@ -191,8 +191,8 @@ def test_stopping_the_service_closes_sockets_and_fires_their_leaves(tmp_path: Pa
                     await asyncio.wait_for(ws.recv(), 10)
                 return ws.close_code
 
-        assert run(scenario) == 1001
-        assert service.process.returncode == 0
+        code = run(scenario)
+        assert (code, service.process.returncode) == (1001, 0), service.log()
         assert "iii-stream local stopped" in service.log()
         leaves = [e for e in service.calls("leave") if e["subscription_id"] == subscription]
         assert len(leaves) == 1
