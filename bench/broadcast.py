@@ -46,6 +46,7 @@ from bench.scale_setup import (
 
 Progress = Callable[[str], None]
 
+
 def _change(item_id: str) -> Change:
     return Change(STREAM, GROUP, item_id, "create", {**DATA, "id": item_id}, int(time.time() * 1000))
 

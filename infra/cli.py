@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,9 @@ from iii_stream.client import (
     StreamCallError,
     StreamClient,
 )
+
+STOP_REPORT_SECONDS = 30.0  # a clean stop taking longer prints every thread's stack (and goes on)
+STOP_POLL_SECONDS = 0.2  # how often the main thread looks for a stop signal another thread received
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_seconds,
         default=30.0,
         help="snapshot the tables this often after a change (default 30; a crash loses up to that much)",
+    )
+    local.add_argument(
+        "--concurrency",
+        type=_positive_count,
+        default=4,
+        help="at most N invocations of each function at once, each in a worker process of its own (default 4)",
+    )
+    local.add_argument(
+        "--reload",
+        action="store_true",
+        help="when the --app file changes: fresh workers for its functions, its functions and triggers registered "
+        "anew (sockets and data kept)",
     )
     local.set_defaults(run=_run_local)
 
@@ -269,11 +285,17 @@ def _run_local(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             data_dir=None if args.in_memory else DEFAULT_DIRECTORY,
             snapshot_seconds=args.snapshot_seconds,
+            concurrency=args.concurrency,
+            reload=args.reload,
         )
     )
-    stop = threading.Event()
+    # A stop signal sets a flag that the main thread polls. Not a threading.Event waited on without a timeout: a
+    # signal the kernel hands to another of the service's threads leaves the main thread blocked on the lock for
+    # ever, so its Python handler never runs (a stop that hung, seen in CI); nor Event.set() in the handler, which
+    # deadlocks when the signal lands while the main thread holds the Event's own lock.
+    stopping: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda number, _frame: stopping.append(number))
     try:
         service.start()
     except SnapshotError as exc:  # an unreadable snapshot, a data directory in use: said plainly, no traceback
@@ -287,12 +309,17 @@ def _run_local(args: argparse.Namespace) -> int:
     print("iii-stream local is running:", *("  " + line for line in service.describe()), sep="\n", flush=True)
     assert service.lambda_endpoint is not None
     print(_try_line(service.lambda_endpoint.endpoint_url), flush=True)
-    stop.wait()
+    while not stopping:
+        time.sleep(STOP_POLL_SECONDS)  # woken at once by a signal to this thread; else at the next poll
+    # A stop that hangs says where: every thread's stack on stderr after STOP_REPORT_SECONDS (it goes on waiting).
+    faulthandler.dump_traceback_later(STOP_REPORT_SECONDS, exit=False)
     try:
         service.stop()
     except SnapshotError as exc:  # the last snapshot could not be written
         print(exc, file=sys.stderr, flush=True)
         return 1
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     print("iii-stream local stopped.", flush=True)
     return 0
 
@@ -304,6 +331,11 @@ def _configure_logging(verbose: bool) -> None:
 
     class Formatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
+            details = getattr(record.exc_info[1], "details", "") if record.exc_info else ""
+            if verbose and details:  # a worker's error: its own traceback, not the runtime's
+                plain = logging.makeLogRecord(record.__dict__)
+                plain.exc_info, plain.exc_text = None, None
+                return super().format(plain) + "\n" + str(details).rstrip()
             if verbose or not record.exc_info:
                 return super().format(record)
             error = record.exc_info[1]
@@ -356,6 +388,16 @@ def _positive_seconds(text: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
     return seconds
+
+
+def _positive_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 64: {text!r}")
+    return count
 
 
 def _run_new(args: argparse.Namespace) -> int:

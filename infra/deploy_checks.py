@@ -293,7 +293,7 @@ def check_user_functions(ctx: Context) -> str:
     problems = []
     if _WILDCARD_ONLY.match(pattern) and consent != "true":
         problems.append(f"UserFunctionNamePattern defaults to {pattern!r}, any Lambda of the account")
-    rule = ((ctx.raw.get("Rules") or {}).get("AnyUserFunctionNeedsConsent") or {})
+    rule = (ctx.raw.get("Rules") or {}).get("AnyUserFunctionNeedsConsent") or {}
     if rule.get("RuleCondition") != {"Fn::Equals": [{"Ref": "UserFunctionNamePattern"}, "*"]}:
         problems.append("Rules.AnyUserFunctionNeedsConsent must apply when UserFunctionNamePattern is '*'")
     wanted = [{"Fn::Equals": [{"Ref": "AllowAnyUserFunction"}, "true"]}]

@@ -11,7 +11,8 @@ template into the app's template; ``dump_yaml`` writes it with CloudFormation's 
   functions and no other Lambda. Its other parameters are the app template's own, passed through;
 - one ``AWS::Serverless::Function`` per declared function (``FunctionName`` ``${AWS::StackName}-<prefix>-<name>``,
   ``<name>`` being ``lambda_name(function_id)``, the name it has locally), code ``app/``, ``STREAM_FUNCTION_NAME``
-  set to the core's StreamFunction, and a policy to invoke that function alone;
+  set to the core's StreamFunction, and a policy to invoke that function alone; its own ``Timeout``, ``MemorySize``
+  and ``Environment`` when ``App.function`` declared them;
 - the HTTP routes on one ``AWS::Serverless::HttpApi`` (open CORS, as the local server answers), an ``HttpApi`` event
   per route, and for ``auth=True`` routes a Lambda authorizer (payload 2.0, simple responses, no identity source,
   no caching) running ``iii_stream.http_authorizer`` on the app's auth function;
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import yaml
-from iii_stream.app import App, DeclaredRoute, DeclaredTrigger, lambda_name
+from iii_stream.app import App, DeclaredRoute, DeclaredTrigger, FunctionSettings, lambda_name
 
 CORE_LOGICAL_ID: Final = "IiiStream"
 CORE_LOCATION: Final = "iii-stream/template.yaml"
@@ -77,6 +78,7 @@ class FunctionPlan:
     logical_id: str
     registration_id: str
     routes: tuple[tuple[str, DeclaredRoute], ...]  # (event name, route)
+    settings: FunctionSettings = FunctionSettings()  # its own Timeout, MemorySize, Environment (App.function)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def plan_app(
                 ids.new(base, "Function"),
                 ids.new(base, "Registration"),
                 tuple((events.new(_event_base(route), ""), route) for route in routes),
+                app.settings_of(function_id),
             )
         )
     problems += _trigger_problems(app)
@@ -337,6 +340,13 @@ def _function(plan: Plan, function: FunctionPlan) -> dict[str, Any]:
         "Description": f"iii-stream function {function.function_id}"[:256],
         "Policies": _invoke_stream_function(),
     }
+    settings = function.settings
+    if settings.timeout is not None:
+        properties["Timeout"] = settings.timeout
+    if settings.memory_size is not None:
+        properties["MemorySize"] = settings.memory_size
+    if settings.environment:  # merged over the Globals' STREAM_FUNCTION_NAME by SAM
+        properties["Environment"] = {"Variables": dict(settings.environment)}
     if function.routes:
         properties["Events"] = {name: _route_event(route) for name, route in function.routes}
     return {"Type": "AWS::Serverless::Function", "Properties": properties}

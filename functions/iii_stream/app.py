@@ -36,6 +36,7 @@ Handler = Callable[[Any, Any], Any]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 _PARAMETER = re.compile(r"^\{([A-Za-z0-9_-]+)(\+?)\}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -61,21 +62,73 @@ class DeclaredRoute:
         return f"{self.method} {self.path}"
 
 
+@dataclass(frozen=True)
+class FunctionSettings:
+    """A function's own Lambda settings: ``timeout`` in seconds (1 to 900), ``memory_size`` in MB (128 to 10240),
+    and its ``environment`` variables. None (or empty) takes the stack's (``Globals.Function``)."""
+
+    timeout: int | None = None
+    memory_size: int | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_range("timeout", self.timeout, 1, 900)
+        _check_range("memory_size", self.memory_size, 128, 10240)
+        if not isinstance(self.environment, dict) or not all(
+            isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str) for k, v in self.environment.items()
+        ):
+            raise ValueError(
+                "environment must map names of letters, digits and _ (not starting with a digit) to strings"
+            )
+        reserved = sorted(k for k in self.environment if k.startswith("AWS_"))
+        if reserved:
+            raise ValueError(f"environment cannot set {', '.join(reserved)}: Lambda reserves the AWS_ names")
+
+
+def _check_range(name: str, value: Any, low: int, high: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+
+
 @dataclass
 class App:
     functions: dict[str, Handler] = field(default_factory=dict)
     triggers: list[DeclaredTrigger] = field(default_factory=list)
     auth_function_id: str | None = None
     routes: list[DeclaredRoute] = field(default_factory=list)
+    settings: dict[str, FunctionSettings] = field(default_factory=dict)
 
-    def function(self, function_id: str) -> Callable[[Handler], Handler]:
-        """Declare a function (a Lambda handler ``(event, context)``) under a function id."""
+    def function(
+        self,
+        function_id: str,
+        *,
+        timeout: int | None = None,
+        memory_size: int | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Declare a function (a Lambda handler ``(event, context)``) under a function id, with its own Lambda
+        settings when it needs them (see ``FunctionSettings``; ValueError, at declaration, for a bad one).
+
+        >>> app = App()
+        >>> @app.function("report::nightly", timeout=300, environment={"REPORT_BUCKET": "reports"})
+        ... def nightly(event, context):
+        ...     return None
+        >>> app.settings_of("report::nightly").timeout
+        300
+        """
+        settings = FunctionSettings(timeout, memory_size, dict(environment or {}))
 
         def register(handler: Handler) -> Handler:
             self.functions[function_id] = handler
+            if settings != FunctionSettings():
+                self.settings[function_id] = settings
             return handler
 
         return register
+
+    def settings_of(self, function_id: str) -> FunctionSettings:
+        """The function's own settings (all None or empty when it declared none)."""
+        return self.settings.get(function_id, FunctionSettings())
 
     def trigger(
         self,

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ import pytest
 from iii_stream.client import RegistryClient, StreamClient
 
 STARTUP_SECONDS = 60.0
+STOP_SECONDS = 60.0  # a clean stop on a busy machine (its sockets closed, their leaves run, workers let go)
 READY_LINE = "iii-stream local is running"
 
 
@@ -105,9 +106,10 @@ class LocalStack:
 class LocalProcess:
     """``iii-stream local`` in a child process on free ports; ``stop()`` always ends it."""
 
-    def __init__(self, app: Path, cwd: Path) -> None:
+    def __init__(self, app: Path, cwd: Path, extra: Sequence[str] = ()) -> None:
         self.app = app
         self.cwd = cwd
+        self.extra = list(extra)  # more ``iii-stream local`` flags (``--reload``, ``--concurrency 2``)
         self.ports = {name: _free_port() for name in ("port", "lambda-port", "http-port")}
         self.output: list[str] = []
         self._ready = threading.Event()
@@ -117,11 +119,13 @@ class LocalProcess:
         command = [sys.executable, "-m", "iii_stream.infra.cli", "local", "--in-memory", "--app", str(self.app)]
         for name, port in self.ports.items():
             command += [f"--{name}", str(port)]
+        command += self.extra
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(
             command, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        threading.Thread(target=self._read, name="iii-stream-local-output", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name="iii-stream-local-output", daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + STARTUP_SECONDS
         while not self._ready.wait(0.05):
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -145,14 +149,19 @@ class LocalProcess:
                 self._ready.set()
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
+        process = self._process
+        if process is None:
             return
-        self._process.terminate()  # SIGTERM: a clean stop (sockets closed, their leaves run)
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if process.poll() is None:
+            process.terminate()  # SIGTERM: a clean stop (sockets closed, their leaves run)
+            try:
+                process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._reader.join(timeout=5)  # the output to its end
+        if process.stdout is not None:
+            process.stdout.close()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -182,4 +191,3 @@ def iii_stream(pytestconfig: pytest.Config) -> Iterator[LocalStack]:
         raise pytest.UsageError(f"the iii_stream fixture needs an app file: {app} does not exist (ini: iii_stream_app)")
     with LocalProcess(app, root) as stack:
         yield stack
-

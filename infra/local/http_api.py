@@ -65,6 +65,7 @@ from iii_stream.infra.local.http_events import (
     service_unavailable,
     too_large,
 )
+from iii_stream.infra.local.runtime import LocalRuntime
 from multidict import CIMultiDict
 
 log = logging.getLogger("iii_stream.local.http")
@@ -98,6 +99,28 @@ def authorize_in_process(auth_handler: Handler | None, function_id: str = "auth"
     def authorize(auth: dict[str, Any]) -> dict[str, Any] | None:
         context = LocalLambdaContext(function_name=lambda_name(function_id))
         return authorizer_context(handler(auth, context))
+
+    return authorize
+
+
+def invoke_through(runtime: LocalRuntime) -> Invoke:
+    """An ``invoke`` that runs the function in its worker of the local runtime (named ``lambda_name``)."""
+
+    def invoke(function_id: str, event: dict[str, Any]) -> Any:
+        return runtime.invoke(lambda_name(function_id), event)
+
+    return invoke
+
+
+def authorize_through(runtime: LocalRuntime, function_id: str | None) -> Authorize | None:
+    """An ``authorize`` that runs the auth function in the local runtime and reads its answer with
+    ``authorizer_context``; None when there is no auth function."""
+    if function_id is None:
+        return None
+    name = lambda_name(function_id)
+
+    def authorize(auth: dict[str, Any]) -> dict[str, Any] | None:
+        return authorizer_context(runtime.invoke(name, auth))
 
     return authorize
 

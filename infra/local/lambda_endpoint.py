@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.runtime import FunctionError, Throttled
 
 Handler = Callable[[Any, Any], Any]
 # (function name, event, invocation type) -> what the log says about a function that failed ("" for nothing)
@@ -60,10 +61,14 @@ class Outcome:
 
 
 def run_handler(name: str, handler: Handler, event: Any) -> Outcome:
-    """Call a handler as the Python runtime does."""
+    """Call a handler as the Python runtime does (a runtime's ``FunctionError`` carries the error body itself)."""
     context = LocalLambdaContext(function_name=name)
     try:
         return Outcome(handler(event, context))
+    except FunctionError as exc:
+        return Outcome(exc.body, True, exc)
+    except Throttled:
+        raise
     except Exception as exc:  # noqa: BLE001 - a Lambda reports any exception as an Unhandled function error
         body = {
             "errorMessage": str(exc),
@@ -155,6 +160,16 @@ class LambdaEndpoint:
         self._server.server_close()
 
 
+def _throttled(message: str) -> dict[str, Any]:
+    """The Invoke API's 429 body when a function's concurrency is used up."""
+    return {
+        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+        "Type": "User",
+        "message": f"Rate Exceeded. ({message})",
+        "retryAfterSeconds": "1",
+    }
+
+
 def _runtime_error(error_type: str, message: str) -> dict[str, Any]:
     """What the Python runtime (awslambdaric's bootstrap) answers for its own faults, before or after the handler."""
     return {"errorMessage": message, "errorType": error_type, "requestId": str(uuid.uuid4()), "stackTrace": []}
@@ -237,7 +252,11 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
 
         def invoke() -> Outcome:
             started = time.perf_counter()
-            outcome = run()
+            try:
+                outcome = run()
+            except Throttled as exc:  # an Event invocation is dropped (Lambda would retry it later)
+                log.warning("invoke %s -> TooManyRequestsException: %s", name, exc)
+                return Outcome(_throttled(str(exc)), True, exc)
             try:  # the python3.12 runtime encodes with ensure_ascii=False: a lone surrogate cannot be sent
                 json.dumps(outcome.result, ensure_ascii=False).encode("utf-8")
             except (TypeError, ValueError, RecursionError) as exc:
@@ -252,6 +271,9 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
             self._reply(202, None)
         else:
             outcome = invoke()
+            if isinstance(outcome.exception, Throttled):
+                self._reply(429, outcome.result, error="TooManyRequestsException")
+                return
             headers = _FAILED if outcome.failed else _EXECUTED
             self._reply(200, outcome.result, headers=headers, always_body=True)
 

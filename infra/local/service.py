@@ -1,10 +1,11 @@
 """``iii-stream local``: the whole service on one machine, on embedded defaults.
 
-It runs, in one process: an embedded DynamoDB with Streams (moto, tables from template.yaml) or a
-given endpoint; the WebSocket gateway on 3112; the ``@connections`` endpoint; the Lambda invoke
-endpoint on 3001 (the stream and registry functions, and the user's functions); and two stream
-pumps that feed the broadcast and dispatch handlers, woken by every write. The handlers are the
-very ones deployed to Lambda; only the endpoints their boto3 clients reach are local.
+It runs: an embedded DynamoDB with Streams (moto, tables from template.yaml) or a given endpoint; the WebSocket
+gateway on 3112; the ``@connections`` endpoint; the Lambda invoke endpoint on 3001 (the stream and registry
+functions, and the user's functions); and two stream pumps that feed the broadcast and dispatch functions, woken
+by every write. Every function runs in the local Lambda runtime (``runtime.py``): in worker processes of its own,
+with its own environment, timeout and concurrency, as on Lambda. The handlers are the very ones deployed to
+Lambda; only the endpoints their boto3 clients reach are local.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ import boto3
 from botocore.config import Config
 from iii_stream.infra import embedded_dynamodb
 from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
-from iii_stream.infra.handlers import load_handler
 from iii_stream.infra.local.connections_endpoint import ConnectionsEndpoint
 from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.functions import ENDPOINT_FUNCTIONS, LocalSettings, app_specs, template_specs
 from iii_stream.infra.local.gateway import RouteHandlers, WebSocketGateway
-from iii_stream.infra.local.http_api import HttpApi
+from iii_stream.infra.local.http_api import HttpApi, authorize_through, invoke_through
 from iii_stream.infra.local.lambda_endpoint import Handler, LambdaEndpoint
+from iii_stream.infra.local.reloader import AppWatcher
+from iii_stream.infra.local.runtime import FunctionSpec, LocalRuntime
 from iii_stream.infra.local.snapshots import Declared, Snapshots
 from iii_stream.infra.local.stream_pump import StreamPump
 from iii_stream.infra.template import create_tables
@@ -85,13 +88,12 @@ class LocalConfig:
     http_port: int = 3000  # the app's HTTP routes (served only when it declares some)
     data_dir: str | None = None  # snapshots of the embedded tables (the CLI's default: .iii-stream); None: in memory
     snapshot_seconds: float = 30.0  # a snapshot after a change, at most this often (and one on a clean stop)
-
-
-FANOUT_FUNCTION = "FanoutFunction"  # the fan-out tier, invoked by broadcast through the local Lambda endpoint
+    concurrency: int = 4  # at most this many invocations of each function at once (a worker process each)
+    reload: bool = False  # watch the app file: fresh workers and registrations when it changes
 
 
 class LocalService:
-    """Starts the local stand-ins and points the real handlers at them (in this process)."""
+    """Starts the local stand-ins, and runs the real handlers in the local runtime, pointed at them."""
 
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
@@ -105,6 +107,10 @@ class LocalService:
         self._threads: list[threading.Thread] = []
         self.user_functions: dict[str, str] = {}
         self.snapshots: Snapshots | None = None
+        self.runtime = LocalRuntime()
+        self.app: Any = None
+        self._connections_url = ""
+        self._watcher: AppWatcher | None = None
 
     def start(self) -> None:
         # Many threads share one interpreter lock here (moto, the endpoints, the pumps, the post pool): hand
@@ -112,8 +118,7 @@ class LocalService:
         sys.setswitchinterval(0.0005)
         # Route lines come from the gateway; the handlers' own JSON logs only for warnings (set before import).
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-        _quiet_metrics()  # before any handler (or the app) makes its Metrics
-        app = _load_app(self.config.app_path) if self.config.app_path else None
+        app = self.app = _load_app(self.config.app_path) if self.config.app_path else None
         self.check_ports(serves_http=app is not None and bool(app.routes))  # before anything slow
         self._open_snapshots()  # first: a snapshot that cannot be read stops the start before anything runs
         self._start_dynamodb()
@@ -122,7 +127,9 @@ class LocalService:
         self._listening("--port", self.config.port, self.gateway.start)
         self.connections = ConnectionsEndpoint(self.gateway, self.config.host, self.config.connections_port)
         connections_url = self._listening("--connections-port", self.config.connections_port, self.connections.start)
+        self._connections_url = connections_url
         self._configure(connections_url, app)
+        self.runtime.replace(self.function_specs(app))
         functions = self._functions(app)
         self.lambda_endpoint = self._listening(
             "--lambda-port",
@@ -130,15 +137,72 @@ class LocalService:
             lambda: LambdaEndpoint(functions, self.config.host, self.config.lambda_port, describe=self._who),
         )
         self.lambda_endpoint.start()
-        if app is not None and app.routes:
-            self.http_api = HttpApi.for_app(app, self.config.host, self.config.http_port)
-            self._listening("--http-port", self.config.http_port, self.http_api.start)
-        self._forget_undeclared(app)
+        self._serve_http(app)
+        if self.snapshots is not None:
+            self.snapshots.declared = _declared(app)
+            loaded = self.snapshots.loaded
+            self._forget_undeclared(loaded.declared if loaded is not None else Declared(), app)
         if app is not None:
             self._register(app)
         self._start_pumps()
         if self.snapshots is not None:
             self.snapshots.start()
+        if self.config.reload and self.config.app_path:
+            self._watcher = AppWatcher(Path(self.config.app_path), self.reload)
+            self._watcher.start()
+
+    def _serve_http(self, app: Any) -> None:
+        if app is not None and app.routes:
+            invoke, authorize = invoke_through(self.runtime), authorize_through(self.runtime, app.auth_function_id)
+            self.http_api = HttpApi(app.routes, invoke, authorize, self.config.host, self.config.http_port)
+            self._listening("--http-port", self.config.http_port, self.http_api.start)
+
+    def reload(self) -> bool:
+        """The app file changed (``--reload``): load it anew; fresh workers for its functions (the edited code), its
+        functions and triggers registered anew (the ones it no longer declares removed), its HTTP routes served
+        anew. Sockets, data and the other functions' workers are kept. One that cannot be loaded changes nothing (its
+        warm workers go on; a worker started meanwhile meets the broken file, as a new Lambda container would)."""
+        assert self.config.app_path is not None and self.lambda_endpoint is not None
+        try:
+            app = _load_app(self.config.app_path)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - said; the last app goes on running
+            log.error(
+                "reload: %s could not be loaded, still running the last one: %s: %s",
+                self.config.app_path,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            return False
+        before, self.app = self.app, app
+        self._configure(self._connections_url, app)
+        self.runtime.replace(self.function_specs(app))
+        self.runtime.restart([_target(function_id) for function_id in app.functions])
+        served = self.lambda_endpoint.functions
+        for function_id in self.user_functions:
+            served.pop(_target(function_id), None)
+        self.user_functions.clear()
+        served.update(self._functions(app))
+        self._forget_undeclared(_declared(before), app)
+        self._register(app)
+        if self.snapshots is not None:
+            self.snapshots.declared = _declared(app)
+        if (before.routes, before.auth_function_id) != (app.routes, app.auth_function_id):
+            if self.http_api is not None:
+                self.http_api.stop()
+                self.http_api = None
+            try:
+                self._serve_http(app)
+            except PortUnavailable as exc:
+                log.error("reload: the HTTP routes are not served: %s", exc)
+        log.info(
+            "reloaded %s: %d function(s), %d trigger(s), %d route(s)",
+            self.config.app_path,
+            len(app.functions),
+            len(app.triggers),
+            len(app.routes),
+        )
+        return True
 
     def check_ports(self, serves_http: bool) -> None:
         """Raise PortUnavailable at once when a port asked for cannot be listened on, before anything slow starts.
@@ -209,17 +273,11 @@ class LocalService:
         if self.snapshots.loaded is not None:
             log.info("snapshot loaded from %s: %s", self.snapshots.path, restored.summary())
 
-    def _forget_undeclared(self, app: Any) -> None:
-        """Registrations the last run's ``--app`` made and this one's no longer declares are removed (as a stack
-        update removes them); the ones made otherwise (``iii-stream functions/triggers register``) are kept."""
-        if self.snapshots is None:
-            return
-        declared = Declared(
-            tuple(app.functions) if app is not None else (),
-            tuple(trigger.id for trigger in app.triggers) if app is not None else (),
-        )
-        self.snapshots.declared = declared
-        before = self.snapshots.loaded.declared if self.snapshots.loaded is not None else Declared()
+    def _forget_undeclared(self, before: Declared, app: Any) -> None:
+        """Registrations an earlier ``--app`` made (``before``: the last run's, or the app before a reload) that
+        this one no longer declares are removed (as a stack update removes them); the ones made otherwise
+        (``iii-stream functions/triggers register``) are kept."""
+        declared = _declared(app)
         triggers = [id_ for id_ in before.triggers if id_ not in declared.triggers]
         functions = [id_ for id_ in before.functions if id_ not in declared.functions]
         if not triggers and not functions:
@@ -239,46 +297,48 @@ class LocalService:
                     log.warning("%s, no longer declared by the app, is kept: %s", function_id, exc.message)
         log.info("no longer declared by the app, unregistered: %s", ", ".join([*triggers, *functions]))
 
+    def _settings(self, connections_endpoint: str, app: Any) -> LocalSettings:
+        return LocalSettings(
+            tables=TABLES,
+            dynamodb_endpoint=self.dynamodb_endpoint,
+            lambda_endpoint=f"http://{self.config.host}:{self.config.lambda_port}",
+            connections_endpoint=connections_endpoint,
+            auth_function=_target(app.auth_function_id) if app is not None and app.auth_function_id else "",
+            auth_fail_open=self.config.auth_fail_open,
+            join_fail_open=self.config.join_fail_open,
+            log_level=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            concurrency=self.config.concurrency,
+        )
+
     def _configure(self, connections_endpoint: str, app: Any) -> None:
-        """The environment the handlers read, as the template sets it on AWS (plus the local endpoints)."""
-        env = {
-            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint,
-            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.dynamodb_endpoint,
-            "AWS_ENDPOINT_URL_LAMBDA": f"http://{self.config.host}:{self.config.lambda_port}",
-            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-            "ITEMS_TABLE": TABLES["ItemsTable"],
-            "CONNECTIONS_TABLE": TABLES["ConnectionsTable"],
-            "TRIGGERS_TABLE": TABLES["TriggersTable"],
-            "CONNECTIONS_ENDPOINT": connections_endpoint,
-            "AUTH_FAIL_OPEN": str(self.config.auth_fail_open).lower(),
-            "JOIN_FAIL_OPEN": str(self.config.join_fail_open).lower(),
-            "TRIGGER_CACHE_SECONDS": "1",
-            "FANOUT_FUNCTION": FANOUT_FUNCTION,  # served by the Lambda endpoint, as on AWS
-            "POWERTOOLS_METRICS_NAMESPACE": "iii-stream-local",
-            "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; locally they would be noise
-        }
-        if app is not None and app.auth_function_id:
-            env["AUTH_FUNCTION"] = _target(app.auth_function_id)
-        os.environ.update(env)
+        """The settings of the service's own registry calls (registering the app, naming triggers in the log): the
+        registry function's environment, in this process."""
+        self._local_settings = self._settings(connections_endpoint, app)
+        os.environ.update(template_specs(self._local_settings)["RegistryFunction"].environment)
         from iii_stream import wiring
 
         wiring.reset()
 
+    def function_specs(self, app: Any) -> dict[str, FunctionSpec]:
+        """Every function the runtime serves: template.yaml's, then the app's."""
+        specs = template_specs(self._local_settings)
+        if app is not None:
+            assert self.config.app_path is not None
+            specs.update(app_specs(self._local_settings, app, str(Path(self.config.app_path).resolve())))
+        return specs
+
     def _routes(self) -> RouteHandlers:
         return RouteHandlers(
-            connect=load_handler("ws_connect.handler"),
-            disconnect=load_handler("ws_disconnect.handler"),
-            message=load_handler("ws_message.handler"),
+            connect=self.runtime.handler("ConnectFunction"),
+            disconnect=self.runtime.handler("DisconnectFunction"),
+            message=self.runtime.handler("MessageFunction"),
         )
 
     def _functions(self, app: Any) -> dict[str, Handler]:
-        functions: dict[str, Handler] = {
-            "StreamFunction": load_handler("stream_functions.handler"),
-            "RegistryFunction": load_handler("registry_functions.handler"),
-            FANOUT_FUNCTION: load_handler("fanout.handler"),
-        }
-        for function_id, handler in app.functions.items() if app is not None else []:
-            functions[_target(function_id)] = handler
+        """What the Lambda endpoint serves by name: the stream, registry and fan-out functions, and the app's."""
+        functions = {name: self.runtime.handler(name) for name in ENDPOINT_FUNCTIONS}
+        for function_id in app.functions if app is not None else []:
+            functions[_target(function_id)] = self.runtime.handler(_target(function_id))
             self.user_functions[function_id] = _target(function_id)
         return functions
 
@@ -298,24 +358,24 @@ class LocalService:
         )
         dynamodb: Any = boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint)
         arn = dynamodb.describe_table(TableName=TABLES["ItemsTable"])["Table"]["LatestStreamArn"]
-        for name in ("broadcast", "dispatch"):
+        for name, function in (("broadcast", "BroadcastFunction"), ("dispatch", "DispatchFunction")):
             pump = StreamPump(
                 streams,
                 arn,
-                load_handler(f"{name}.handler"),
+                self.runtime.handler(function),
                 start="LATEST",
-                context_factory=partial(LocalLambdaContext, function_name=name),
+                context_factory=partial(LocalLambdaContext, function_name=function),
                 name=name,
-                reasons=_batch_reasons(name),
+                reasons=self.runtime.last_reasons if name == "dispatch" else None,
             )
             self.pumps.append(pump)
             embedded_dynamodb.on_write(pump.wake)
             # Broadcast is what a subscriber waits for; triggers run asynchronously anyway, so dispatch lets
-            # broadcast read the stream first (one process, one interpreter lock).
+            # broadcast read the stream first (two cores for the service, moto and the workers).
             settle = 0.05 if name == "dispatch" else 0.0
             thread = threading.Thread(
                 target=pump.run,
-                kwargs={"idle_poll_seconds": 0.5, "settle_seconds": settle},
+                kwargs={"idle_poll_seconds": 0.5, "settle_seconds": settle, "woken": self._dynamodb is not None},
                 name=f"pump-{name}",
                 daemon=True,
             )
@@ -344,20 +404,27 @@ class LocalService:
         return lines
 
     def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
         if self.http_api:
             self.http_api.stop()
         if self.gateway:
             self.gateway.stop()  # open sockets close; their $disconnect (and leaves) run
         for pump in self.pumps:
-            pump.drain()
             pump.stop()
             embedded_dynamodb.remove_write_listener(pump.wake)
         for thread in self._threads:
             thread.join(timeout=5)
+        for pump in self.pumps:  # what the closed sockets wrote (their leaves), once each pump's own thread is done
+            try:
+                pump.drain()
+            except Exception:  # noqa: BLE001 - the stop goes on; the error is said
+                log.exception("stream pump %s: the last drain failed", pump.name)
         if self.connections:
             self.connections.stop()
         if self.lambda_endpoint:
             self.lambda_endpoint.stop()
+        self.runtime.stop()
         try:
             if self.snapshots is not None:
                 self.snapshots.close()  # the last snapshot: every socket, pump and call is done by now
@@ -388,28 +455,6 @@ def _probe(host: str, port: int) -> socket.socket:
         probe.close()
         raise
     return probe
-
-
-class _LatestValueOnly(dict[str, Any]):
-    """A powertools metric set that keeps each metric's latest value only (see ``_quiet_metrics``)."""
-
-    def __setitem__(self, name: str, metric: Any) -> None:
-        values = metric.get("Value") if isinstance(metric, dict) else None
-        if isinstance(values, list):
-            del values[:-1]
-        super().__setitem__(name, metric)
-
-
-def _quiet_metrics() -> None:
-    """No EMF lines locally. POWERTOOLS_METRICS_DISABLED stops the flush at the end of each invocation, but not the
-    one powertools makes when a metric reaches 100 values (``MAX_METRICS``, in ``add_metric``); and a disabled flush
-    never clears the set, so every 100th batch the pumps deliver printed one (as would one batch of 100 records).
-    Every ``Metrics`` shares its class's metric set: made before any handler module is imported, this one never
-    holds more than one value per metric, so it is never flushed."""
-    from aws_lambda_powertools import Metrics
-
-    if not isinstance(Metrics._metrics, _LatestValueOnly):  # noqa: SLF001 - the set all its instances share
-        Metrics._metrics = _LatestValueOnly()  # noqa: SLF001
 
 
 def _triggers_running(function_id: str, event: Any, invocation_type: str) -> list[str]:
@@ -451,23 +496,10 @@ def _runs(trigger: Any, function_id: str, event: Any, invocation_type: str) -> b
     return False
 
 
-def _batch_reasons(module_name: str) -> Callable[[], dict[str, str]] | None:
-    """Why the records of a pump handler's last batch failed, by sequence number, as its powertools BatchProcessor
-    (dispatch's ``processor``) kept them: the handler's answer names the records only. None without one."""
-    processor = getattr(sys.modules.get(module_name), "processor", None)
-    if processor is None:
-        return None
-
-    def reasons() -> dict[str, str]:
-        found: dict[str, str] = {}
-        for record, info in zip(list(processor.fail_messages), list(processor.exceptions), strict=False):
-            sequence_number = getattr(getattr(record, "dynamodb", None), "sequence_number", None)
-            error = info[1] if isinstance(info, tuple) and len(info) > 1 else info
-            if sequence_number is not None:
-                found[str(sequence_number)] = f"{type(error).__name__}: {error}"
-        return found
-
-    return reasons
+def _declared(app: Any) -> Declared:
+    if app is None:
+        return Declared()
+    return Declared(tuple(app.functions), tuple(trigger.id for trigger in app.triggers))
 
 
 def _target(function_id: str) -> str:

@@ -142,8 +142,10 @@ class StreamPump:
         iterator: str = self._client.get_shard_iterator(**request)["ShardIterator"]
         return iterator
 
-    def drain(self) -> int:
-        """Deliver everything written so far; return how many records the handler accepted."""
+    def drain(self, short_page_ends: bool = False) -> int:
+        """Deliver everything written so far; return how many records the handler accepted. An empty page ends it;
+        with ``short_page_ends``, so does a page shorter than the batch size (for a stream whose every write wakes
+        the pump, as the embedded DynamoDB's does: it saves reading an empty page after each write)."""
         accepted = 0
         try:
             for shard in list(self._iterators):
@@ -156,6 +158,8 @@ class StreamPump:
                         break
                     self._last_read[shard] = records[-1]["dynamodb"]["SequenceNumber"]
                     accepted += self._deliver(records)
+                    if short_page_ends and len(records) < self._batch_size:
+                        break
         finally:
             self.delivered += accepted
         return accepted
@@ -244,16 +248,18 @@ class StreamPump:
         """Tell the pump something was written (it also polls, in case nobody says)."""
         self._wake.set()
 
-    def run(self, idle_poll_seconds: float = 0.25, settle_seconds: float = 0.0) -> None:
-        """Drain until stopped; after a wake-up, wait ``settle_seconds`` first (to yield to a more urgent pump)."""
+    def run(self, idle_poll_seconds: float = 0.25, settle_seconds: float = 0.0, woken: bool = False) -> None:
+        """Drain until stopped; after a wake-up, wait ``settle_seconds`` first (to yield to a more urgent pump).
+        ``woken``: every write wakes this pump (``drain(short_page_ends=True)``). The wake-up is cleared before the
+        drain, so a write that lands while it reads wakes the next one."""
         while not self._stopped.is_set():
+            self._wake.clear()
             try:
-                self.drain()
+                self.drain(short_page_ends=woken)
             except Exception:  # noqa: BLE001 - keep pumping; the error is logged
                 log.exception("stream pump failed")
             if self._wake.wait(idle_poll_seconds) and settle_seconds:
                 self._stopped.wait(settle_seconds)
-            self._wake.clear()
 
     def stop(self) -> None:
         self._stopped.set()

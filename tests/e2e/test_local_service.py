@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
+import os
+import platform
+import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -198,3 +202,31 @@ def test_stopping_the_service_closes_sockets_and_fires_their_leaves(tmp_path: Pa
         assert len(leaves) == 1
     finally:
         stop_local(service)
+
+
+def _tgkill(pid: int, tid: int, signum: int) -> None:
+    """Send ``signum`` to one thread of another process (Linux ``tgkill``), as the kernel may pick any thread of a
+    process for a signal sent to the process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    syscall_tgkill = {"x86_64": 234, "aarch64": 131}[platform.machine()]
+    if libc.syscall(syscall_tgkill, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill failed")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="tgkill's number is known here only")
+def test_a_stop_signal_taken_by_another_thread_still_stops_the_service(tmp_path: Path) -> None:
+    # GIVEN a running service with its many threads (gateway, endpoints, pumps...)
+    service = start_local(tmp_path)
+    try:
+        pid = service.process.pid
+        others = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
+        assert others, "the service runs threads besides its main one"
+        # WHEN SIGTERM is delivered to one of those threads, not to the main one (the case that once hung a stop:
+        # the main thread waited on a lock no signal woke)
+        _tgkill(pid, others[-1], signal.SIGTERM)
+        # THEN the service stops cleanly, soon
+        code = service.process.wait(timeout=30)
+    finally:
+        stop_local(service)
+    assert code == 0, service.log()
+    assert "iii-stream local stopped." in service.log()

@@ -326,9 +326,7 @@ def test_two_pages_see_each_others_writes(todo_app: TodoApp, driver: Path, tmp_p
 
 @needs_node
 @needs_chromium
-def test_a_page_on_someone_elses_private_list_can_neither_read_nor_write(
-    todo_app: TodoApp, driver: Path
-) -> None:
+def test_a_page_on_someone_elses_private_list_can_neither_read_nor_write(todo_app: TodoApp, driver: Path) -> None:
     pages = Pages(driver, {"owner": page_url(todo_app, "alice", "private-alice")})
     try:
         assert pages.read(40)["event"] == "ready"

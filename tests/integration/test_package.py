@@ -286,8 +286,9 @@ def test_a_condition_function_is_registered_before_its_trigger(shop: tuple[Path,
 
 
 AUTH_REQUESTS = [
-    HttpRequest("GET", "/orders/42", "token=alice&tag=a&tag=b", [("Cookie", "s=1"), ("Cookie", "t=2")],
-                b"", "10.0.0.7"),
+    HttpRequest(
+        "GET", "/orders/42", "token=alice&tag=a&tag=b", [("Cookie", "s=1"), ("Cookie", "t=2")], b"", "10.0.0.7"
+    ),
     HttpRequest("GET", "/orders/caf%C3%A9", "", [("Authorization", "Bearer bob"), ("User-Agent", "curl")]),
     HttpRequest("GET", "/orders/1", "token=mallory", []),
     HttpRequest("GET", "/orders/1", "", []),
@@ -350,7 +351,11 @@ def test_the_generated_authorizer_answers_as_the_local_server(shop: tuple[Path, 
         assert aws == local, request
         outcomes.append(aws)
     assert outcomes[0]["context"] == {
-        "user": "alice", "path": "/orders/42", "addr": "10.0.0.7:0", "cookie": "s=1; t=2", "tags": ["a", "b"]
+        "user": "alice",
+        "path": "/orders/42",
+        "addr": "10.0.0.7:0",
+        "cookie": "s=1; t=2",
+        "tags": ["a", "b"],
     }
     assert outcomes[1]["context"]["path"] == "/orders/caf\u00e9"
     refused, failed = {"isAuthorized": False}, [{"raised": "RuntimeError"}, {"raised": "ValueError"}]
@@ -428,8 +433,16 @@ F = "def f(event, context):\n    return None\n\n"
             ["trigger 't1' (stream): the trigger id is declared twice; give each trigger its own id"],
         ),
     ],
-    ids=["undeclared-function", "undeclared-condition", "auth-without-auth", "too-long", "same-name", "lambda",
-         "bad-config", "twice"],
+    ids=[
+        "undeclared-function",
+        "undeclared-condition",
+        "auth-without-auth",
+        "too-long",
+        "same-name",
+        "lambda",
+        "bad-config",
+        "twice",
+    ],
 )
 def test_an_app_that_could_not_deploy_is_refused(tmp_path: Path, body: str, problems: list[str]) -> None:
     app = write_app(tmp_path / "src", HEADER + body)

@@ -62,8 +62,19 @@ def test_the_generated_project_passes_its_own_tests(tmp_path: Path) -> None:
 
     report = tmp_path / "report.xml"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", "pytest.ini", "--rootdir", ".", "-v",
-         f"--junitxml={report}"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            "pytest.ini",
+            "--rootdir",
+            ".",
+            "-v",
+            f"--junitxml={report}",
+        ],
         cwd=project,
         env=_env(),
         capture_output=True,
@@ -187,4 +198,3 @@ def test_the_auth_function_reads_every_kind_of_token(tmp_path: Path) -> None:
     assert auth({}, {}) == {"unauthorized": True}
     assert auth({"authorization": "Basic YWxpY2U6eA=="}, {}) == {"unauthorized": True}
     assert auth({"authorization": "Bearer not a name"}, {}) == {"unauthorized": True}
-

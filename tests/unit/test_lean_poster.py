@@ -233,9 +233,7 @@ PATIENT = Backoff(attempts=8, base_seconds=0.1, cap_seconds=3.2, throttle_patien
 
 
 class Posting:
-    def __init__(
-        self, *script: Step, draw: Callable[[], float] = lambda: 0.5, backoff: Backoff = BACKOFF
-    ) -> None:
+    def __init__(self, *script: Step, draw: Callable[[], float] = lambda: 0.5, backoff: Backoff = BACKOFF) -> None:
         self.transport = FakeTransport(*script)
         self.sleeps: list[float] = []
         self.throttle_calls = 0

@@ -201,9 +201,7 @@ class DynamoConnectionStore:
             "KeyConditionExpression": "pk = :pk",
             "ConsistentRead": True,
             "ProjectionExpression": "sk, item_id, synced",
-            "ExpressionAttributeValues": {
-                ":pk": s(keys.group_partition(keys.SUBSCRIPTION_TAG, stream_name, group_id))
-            },
+            "ExpressionAttributeValues": {":pk": s(keys.group_partition(keys.SUBSCRIPTION_TAG, stream_name, group_id))},
         }
         found: list[Subscription] = []
         while True:

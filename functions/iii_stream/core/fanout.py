@@ -65,8 +65,10 @@ class PostPlan:
     @classmethod
     def from_json(cls, raw: Any) -> PostPlan:
         """The chunk a broadcast sent; ValueError when it is not one."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("frames"), dict) or not isinstance(
-            raw.get("targets"), dict
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("frames"), dict)
+            or not isinstance(raw.get("targets"), dict)
         ):
             raise ValueError('a fan-out chunk is {"frames": {...}, "targets": {...}}')
         frames = {int(index): str(text).encode("utf-8") for index, text in raw["frames"].items()}
