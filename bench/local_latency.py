@@ -1,8 +1,10 @@
 """Write-to-frame latency through ``iii-stream local``: a write through the Lambda endpoint until its frame
 reaches every subscribed WebSocket client (1 and 100 subscribers), and sequential writes per second.
 
-Two clocks per frame: from the writer's call (``stream::set`` invoked through the Lambda endpoint) and
-from the write's own stamp (the ``timestamp`` the stream function gave the item, which the frame carries).
+Measured from outside the project: the writer is a plain boto3 Lambda client (``PlainWriter``), the subscribers
+plain ``websockets`` clients. Two clocks per frame: from the writer's call (``stream::set`` invoked through the
+Lambda endpoint) and from the write's own stamp (the ``timestamp`` the stream function gave the item, which the
+frame carries).
 
 The service runs as its own process (as ``make run`` starts it), on free loopback ports.
 """
@@ -157,6 +159,31 @@ def _accept_posts(port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), _Accept).serve_forever()
 
 
+class PlainWriter:
+    """``stream::set`` as any program outside this project would call it: a plain boto3 Lambda client invoking
+    ``StreamFunction`` on the local endpoint (no iii_stream code on the writer's side)."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        import boto3
+
+        self._lambda = boto3.client(
+            "lambda",
+            endpoint_url=endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def set(self, stream_name: str, group_id: str, item_id: str, data: Any) -> Any:
+        payload = {"stream_name": stream_name, "group_id": group_id, "item_id": item_id, "data": data}
+        event = {"function_id": "stream::set", "payload": payload}
+        response = self._lambda.invoke(FunctionName="StreamFunction", Payload=json.dumps(event).encode())
+        answer = json.loads(response["Payload"].read())
+        if response.get("FunctionError") or "result" not in answer:
+            raise RuntimeError(f"stream::set failed: {answer!r}")
+        return answer["result"]
+
+
 def _writes_per_second(client: Any, count: int = 200) -> float:
     started = time.perf_counter()
     for n in range(count):
@@ -174,11 +201,9 @@ def measure_once(
     writes_1: int = WRITES_1, writes_100: int = WRITES_100, writes_rate: int = WRITES_RATE
 ) -> dict[str, Any]:
     """One run against a fresh ``iii-stream local``: the latency at 1 and at 100 subscribers, then writes/s."""
-    from iii_stream.client import StreamClient
-
     local = LocalProcess()
     try:
-        client = StreamClient.via_lambda(endpoint_url=f"http://127.0.0.1:{local.lambda_port}")
+        client = PlainWriter(f"http://127.0.0.1:{local.lambda_port}")
         # Warm: every function's first invocation starts its worker (its init, ~0.2 s), as a cold Lambda would.
         for n in range(WARM_UP_WRITES):
             client.set("bench", "warm-up", f"i{n}", n)

@@ -40,7 +40,7 @@ Then writes and churn stop, and (after a settle) the checks:
 By default DynamoDB runs in a process of its own (``infra.embedded_dynamodb``, the very server ``iii-stream local``
 embeds, passed with ``--dynamodb-endpoint``), so the service's RSS is the service's (moto keeps every stream record
 for ever: its memory grows with the writes, reported apart as the store's). ``--embedded`` runs the service exactly
-as ``make run`` does, moto inside.
+as ``make run`` does, with its own DynamoDB process (reported as the store too).
 """
 
 from __future__ import annotations
@@ -972,6 +972,16 @@ def _service_log_findings(text: str) -> dict[str, Any]:
     }
 
 
+def _embedded_store(pid: int) -> int | None:
+    """The pid of the DynamoDB process ``iii-stream local`` started (a child of ``pid``), if it has one (Linux)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread, or a child, gone meanwhile
+            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
+                if b"iii_stream.infra.local.dynamodb_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+    return None
+
+
 def run(plan: Plan) -> dict[str, Any]:
     started = time.monotonic()
     log, store_log = DETAIL_DIR / "soak-service.log", DETAIL_DIR / "soak-store.log"
@@ -979,6 +989,8 @@ def run(plan: Plan) -> dict[str, Any]:
     pids = {"service": service.process.pid}
     if service.store is not None:
         pids["store"] = service.store.pid
+    elif (embedded := _embedded_store(service.process.pid)) is not None:
+        pids["store"] = embedded  # iii-stream local's own DynamoDB process
     context = multiprocessing.get_context("spawn")
     ledgers: Queue[dict[str, Any]] = context.Queue()
     stop_at = time.time() + plan.minutes * 60

@@ -87,6 +87,7 @@ class _Worker:
                 env=dict(spec.environment),
                 stdin=subprocess.DEVNULL,
                 pass_fds=(to_worker_r, from_worker_w),
+                process_group=0,  # a Ctrl-C in the terminal is the service's to handle: it stops its workers itself
             )
         except BaseException:
             for fd in (self._requests, self._answers):
@@ -266,8 +267,7 @@ class LocalRuntime:
                 for name, spec in specs.items()
             }
             gone = [pool for name, pool in old.items() if self._pools.get(name) is not pool]
-        for pool in gone:
-            self._retired.extend(pool.close())
+        self._retire([worker for pool in gone for worker in pool.close()])
 
     def restart(self, names: list[str]) -> None:
         """Fresh workers for ``names`` at their next invocation (an edited handler is loaded anew)."""
@@ -275,8 +275,12 @@ class LocalRuntime:
             pools = [self._pools[name] for name in names if name in self._pools]
             for pool in pools:
                 self._pools[pool.spec.name] = _Pool(pool.spec)
-        for pool in pools:
-            self._retired.extend(pool.close())
+        self._retire([worker for pool in pools for worker in pool.close()])
+
+    def _retire(self, workers: list[_Worker]) -> None:
+        """Keep the workers let go until they exit (reaped here, or waited for at ``stop``)."""
+        with self._lock:
+            self._retired = [worker for worker in self._retired if worker.process.poll() is None] + workers
 
     def invoke(self, name: str, event: Any) -> Any:
         """The function's result. Raises KeyError for a function not served, FunctionError for a failed

@@ -1,11 +1,12 @@
 """``iii-stream local``: the whole service on one machine, on embedded defaults.
 
-It runs: an embedded DynamoDB with Streams (moto, tables from template.yaml) or a given endpoint; the WebSocket
-gateway on 3112; the ``@connections`` endpoint; the Lambda invoke endpoint on 3001 (the stream and registry
-functions, and the user's functions); and two stream pumps that feed the broadcast and dispatch functions, woken
-by every write. Every function runs in the local Lambda runtime (``runtime.py``): in worker processes of its own,
-with its own environment, timeout and concurrency, as on Lambda. The handlers are the very ones deployed to
-Lambda; only the endpoints their boto3 clients reach are local.
+It runs: an embedded DynamoDB with Streams (moto, tables from template.yaml, in a process of its own that keeps
+the snapshots: ``dynamodb_process.py``) or a given endpoint; the WebSocket gateway on 3112; the ``@connections``
+endpoint; the Lambda invoke endpoint on 3001 (the stream and registry functions, and the user's functions); and
+two stream pumps that feed the broadcast and dispatch functions, woken by every write. Every function runs in the
+local Lambda runtime (``runtime.py``): in worker processes of its own, with its own environment, timeout and
+concurrency, as on Lambda. The handlers are the very ones deployed to Lambda; only the endpoints their boto3
+clients reach are local.
 """
 
 from __future__ import annotations
@@ -26,17 +27,16 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from iii_stream.infra import embedded_dynamodb
-from iii_stream.infra.embedded_dynamodb import EmbeddedDynamoDB
 from iii_stream.infra.local.connections_endpoint import ConnectionsEndpoint
 from iii_stream.infra.local.context import LocalLambdaContext
+from iii_stream.infra.local.dynamodb_process import DynamoDBProcess, DynamoDBSettings
 from iii_stream.infra.local.functions import ENDPOINT_FUNCTIONS, LocalSettings, app_specs, template_specs
 from iii_stream.infra.local.gateway import RouteHandlers, WebSocketGateway
 from iii_stream.infra.local.http_api import HttpApi, authorize_through, invoke_through
 from iii_stream.infra.local.lambda_endpoint import Handler, LambdaEndpoint
 from iii_stream.infra.local.reloader import AppWatcher
 from iii_stream.infra.local.runtime import FunctionSpec, LocalRuntime
-from iii_stream.infra.local.snapshots import Declared, Snapshots
+from iii_stream.infra.local.snapshots import Declared
 from iii_stream.infra.local.stream_pump import StreamPump
 from iii_stream.infra.template import create_tables
 
@@ -97,7 +97,7 @@ class LocalService:
 
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
-        self._dynamodb: EmbeddedDynamoDB | None = None
+        self._dynamodb: DynamoDBProcess | None = None  # the embedded one, in a process of its own
         self.dynamodb_endpoint = config.dynamodb_endpoint or ""
         self.gateway: WebSocketGateway | None = None
         self.connections: ConnectionsEndpoint | None = None
@@ -106,23 +106,20 @@ class LocalService:
         self.pumps: list[StreamPump] = []
         self._threads: list[threading.Thread] = []
         self.user_functions: dict[str, str] = {}
-        self.snapshots: Snapshots | None = None
         self.runtime = LocalRuntime()
         self.app: Any = None
         self._connections_url = ""
         self._watcher: AppWatcher | None = None
 
     def start(self) -> None:
-        # Many threads share one interpreter lock here (moto, the endpoints, the pumps, the post pool): hand
-        # it over more often, so the gateway's event loop sends a frame soon after it is posted.
+        # Several threads share one interpreter lock here (the gateway, the endpoints, the pumps): hand it over
+        # more often, so the gateway's event loop sends a frame soon after it is posted.
         sys.setswitchinterval(0.0005)
         # Route lines come from the gateway; the handlers' own JSON logs only for warnings (set before import).
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         app = self.app = _load_app(self.config.app_path) if self.config.app_path else None
         self.check_ports(serves_http=app is not None and bool(app.routes))  # before anything slow
-        self._open_snapshots()  # first: a snapshot that cannot be read stops the start before anything runs
-        self._start_dynamodb()
-        self._restore_snapshot()  # before anything is served
+        self._start_dynamodb()  # a snapshot that cannot be read stops the start before anything is served
         self.gateway = WebSocketGateway(self._routes(), self.config.host, self.config.port)
         self._listening("--port", self.config.port, self.gateway.start)
         self.connections = ConnectionsEndpoint(self.gateway, self.config.host, self.config.connections_port)
@@ -138,15 +135,14 @@ class LocalService:
         )
         self.lambda_endpoint.start()
         self._serve_http(app)
-        if self.snapshots is not None:
-            self.snapshots.declared = _declared(app)
-            loaded = self.snapshots.loaded
-            self._forget_undeclared(loaded.declared if loaded is not None else Declared(), app)
+        if self._dynamodb is not None:
+            self._dynamodb.declare(_declared(app))  # kept with the snapshots
+            self._forget_undeclared(self._dynamodb.loaded_declared, app)
         if app is not None:
             self._register(app)
         self._start_pumps()
-        if self.snapshots is not None:
-            self.snapshots.start()
+        if self._dynamodb is not None:
+            self._dynamodb.start_snapshots()
         if self.config.reload and self.config.app_path:
             self._watcher = AppWatcher(Path(self.config.app_path), self.reload)
             self._watcher.start()
@@ -185,8 +181,8 @@ class LocalService:
         served.update(self._functions(app))
         self._forget_undeclared(_declared(before), app)
         self._register(app)
-        if self.snapshots is not None:
-            self.snapshots.declared = _declared(app)
+        if self._dynamodb is not None:
+            self._dynamodb.declare(_declared(app))
         if (before.routes, before.auth_function_id) != (app.routes, app.auth_function_id):
             if self.http_api is not None:
                 self.http_api.stop()
@@ -248,30 +244,17 @@ class LocalService:
         return ", ".join(words)
 
     def _start_dynamodb(self) -> None:
+        """The embedded DynamoDB in its own process (its snapshot loaded), or the tables made in the one given."""
         for name, value in _FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)
         if not self.dynamodb_endpoint:
-            self._dynamodb = EmbeddedDynamoDB()
+            settings = DynamoDBSettings(TABLES, self.config.data_dir, self.config.snapshot_seconds)
+            self._dynamodb = DynamoDBProcess(settings)
             self.dynamodb_endpoint = self._dynamodb.start()
+            return
         client: Any = boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint)
         existing = set(client.list_tables()["TableNames"])
         create_tables(client, {logical: name for logical, name in TABLES.items() if name not in existing})
-
-    def _open_snapshots(self) -> None:
-        """Snapshots of the embedded tables in ``data_dir`` (none in memory, none for a DynamoDB of one's own)."""
-        if self.config.data_dir is None or self.dynamodb_endpoint:
-            return
-        self.snapshots = Snapshots(self.config.data_dir, TABLES, self.config.snapshot_seconds)
-        self.snapshots.open()
-
-    def _restore_snapshot(self) -> None:
-        if self.snapshots is None:
-            return
-        client: Any = boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint)
-        arns = {logical: client.describe_table(TableName=name)["Table"]["TableArn"] for logical, name in TABLES.items()}
-        restored = self.snapshots.restore(arns)
-        if self.snapshots.loaded is not None:
-            log.info("snapshot loaded from %s: %s", self.snapshots.path, restored.summary())
 
     def _forget_undeclared(self, before: Declared, app: Any) -> None:
         """Registrations an earlier ``--app`` made (``before``: the last run's, or the app before a reload) that
@@ -369,7 +352,8 @@ class LocalService:
                 reasons=self.runtime.last_reasons if name == "dispatch" else None,
             )
             self.pumps.append(pump)
-            embedded_dynamodb.on_write(pump.wake)
+            if self._dynamodb is not None:
+                self._dynamodb.on_write(pump.wake)
             # Broadcast is what a subscriber waits for; triggers run asynchronously anyway, so dispatch lets
             # broadcast read the stream first (two cores for the service, moto and the workers).
             settle = 0.05 if name == "dispatch" else 0.0
@@ -412,7 +396,6 @@ class LocalService:
             self.gateway.stop()  # open sockets close; their $disconnect (and leaves) run
         for pump in self.pumps:
             pump.stop()
-            embedded_dynamodb.remove_write_listener(pump.wake)
         for thread in self._threads:
             thread.join(timeout=5)
         for pump in self.pumps:  # what the closed sockets wrote (their leaves), once each pump's own thread is done
@@ -425,17 +408,13 @@ class LocalService:
         if self.lambda_endpoint:
             self.lambda_endpoint.stop()
         self.runtime.stop()
-        try:
-            if self.snapshots is not None:
-                self.snapshots.close()  # the last snapshot: every socket, pump and call is done by now
-        finally:
-            if self._dynamodb:
-                self._dynamodb.stop()
+        if self._dynamodb is not None:
+            self._dynamodb.stop()  # the last snapshot: every socket, pump and call is done by now
 
     def _data_lines(self) -> list[str]:
         """The banner's word on what a restart keeps."""
-        if self.snapshots is not None:
-            return self.snapshots.describe()
+        if self._dynamodb is not None and self._dynamodb.data_lines:
+            return self._dynamodb.data_lines
         if self.config.dynamodb_endpoint:
             return [
                 f"Data kept in               the DynamoDB at {self.dynamodb_endpoint}: "

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -165,6 +166,8 @@ def serve(requests: int, answers: int, spec: dict[str, Any]) -> int:
 
 
 def main() -> int:
+    # The runtime ends a worker by closing its pipe (or kills it); an interrupt is not for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers, spec = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
     os.set_inheritable(requests, False)
     os.set_inheritable(answers, False)

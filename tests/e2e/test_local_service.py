@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -230,3 +231,31 @@ def test_a_stop_signal_taken_by_another_thread_still_stops_the_service(tmp_path:
         stop_local(service)
     assert code == 0, service.log()
     assert "iii-stream local stopped." in service.log()
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of a process's children (Linux)."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread, or a child, gone meanwhile
+            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
+                with contextlib.suppress(FileNotFoundError):
+                    found.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def test_the_tables_and_each_function_run_in_processes_of_their_own(tmp_path: Path) -> None:
+    # GIVEN a running service
+    service = start_local(tmp_path)
+    try:
+        # THEN the embedded DynamoDB is a process of its own from the start
+        assert any("iii_stream.infra.local.dynamodb_process" in line for line in _children(service.process.pid))
+        # AND a function's first invocation starts its worker, which stays for the next ones
+        service.client().set("s", "g", "i", {"n": 1})
+        workers = [line for line in _children(service.process.pid) if "iii_stream.infra.local.worker" in line]
+        assert any("stream_functions.handler" in line for line in workers), workers
+        service.client().set("s", "g", "i", {"n": 2})
+        again = [line for line in _children(service.process.pid) if "stream_functions.handler" in line]
+        assert len(again) == 1, again
+    finally:
+        assert stop_local(service) == 0, service.log()
