@@ -174,7 +174,8 @@ class _Child:
         from iii_stream.infra.template import create_tables
 
         if self.settings["data_dir"] is not None:
-            self.snapshots = Snapshots(self.settings["data_dir"], self.tables, self.settings["snapshot_seconds"])
+            directory, seconds = self.settings["data_dir"], self.settings["snapshot_seconds"]
+            self.snapshots = Snapshots(directory, self.tables, seconds, owner_pid=os.getppid())  # the service's
             self.snapshots.open()
         self.server = EmbeddedDynamoDB(self.settings["port"])
         endpoint: str = self.server.start()

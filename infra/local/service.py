@@ -494,7 +494,8 @@ def _load_app(path: str) -> Any:
     file = Path(path).resolve()
     if not file.is_file():
         raise SystemExit(f"iii-stream local: no such file {path}")
-    sys.path.insert(0, str(file.parent))
+    if str(file.parent) not in sys.path:  # (loaded again at each --reload)
+        sys.path.insert(0, str(file.parent))
     spec = importlib.util.spec_from_file_location(file.stem, file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

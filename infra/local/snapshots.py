@@ -51,6 +51,9 @@ VERSION: Final = 1
 DEFAULT_DIRECTORY: Final = ".iii-stream"
 SNAPSHOT_FILE: Final = "snapshot.json"
 LOCK_FILE: Final = "lock"
+# A service that has just died may still hold the lock for a moment: its DynamoDB process writes a last snapshot
+# first. A start waits this long for the lock before it says the directory is in use.
+LOCK_WAIT_SECONDS: Final = 3.0
 DEFAULT_PERIOD_SECONDS: Final = 30.0
 # The previous run's sockets and subscriptions: all closed once it stopped, so not restored.
 NOT_RESTORED: Final = ("ConnectionsTable",)
@@ -172,6 +175,19 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+def _lock(fd: int, wait_seconds: float) -> bool:
+    """Take the exclusive lock on ``fd``, waiting up to ``wait_seconds`` for its holder to let go; whether it did."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
 @dataclass
 class Restored:
     """What a start loaded: rows put back per table name; the Connections table's rows and the expired ones left out."""
@@ -208,8 +224,11 @@ class Snapshots:
     ``open()`` (lock, read) before anything starts; ``restore(arns)`` once the tables exist; ``start()`` the periodic
     saves; ``close()`` on a clean stop (the last save, then the lock let go)."""
 
-    def __init__(self, directory: Path | str, tables: Mapping[str, str], period_seconds: float) -> None:
+    def __init__(
+        self, directory: Path | str, tables: Mapping[str, str], period_seconds: float, owner_pid: int | None = None
+    ) -> None:
         self.directory = Path(directory).absolute()
+        self.owner_pid = owner_pid or os.getpid()  # written in the lock file: the service that keeps the data
         self.path = self.directory / SNAPSHOT_FILE
         self.tables = dict(tables)  # logical name -> table name
         self.period_seconds = period_seconds
@@ -240,9 +259,7 @@ class Snapshots:
                 "Start it where it can write (it keeps its data in .iii-stream/ of the working directory), "
                 "or with --in-memory (nothing kept)."
             ) from None
-        try:
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _lock(self._lock_file.fileno(), LOCK_WAIT_SECONDS):
             self._lock_file.seek(0)
             holder = self._lock_file.read().strip() or "unknown"
             self._lock_file.close()
@@ -253,7 +270,7 @@ class Snapshots:
             ) from None
         self._lock_file.seek(0)
         self._lock_file.truncate()
-        self._lock_file.write(f"{os.getpid()}\n")
+        self._lock_file.write(f"{self.owner_pid}\n")
         self._lock_file.flush()
         try:
             data = self.path.read_bytes()

@@ -272,6 +272,25 @@ def test_a_periodic_snapshot_survives_kill_9(tmp_path: Path) -> None:
     assert json.loads((tmp_path / SNAPSHOT).read_text(encoding="utf-8"))["tables"]["ConnectionsTable"]["items"] == []
 
 
+def test_the_dynamodb_process_writes_a_last_snapshot_when_the_service_alone_dies(tmp_path: Path) -> None:
+    # GIVEN a service whose periodic snapshot is far off, and an item written
+    with running(tmp_path, "--snapshot-seconds", "600") as first:
+        first.client().set("s", "g", "i", {"id": "i", "v": "last"})
+        assert not (tmp_path / SNAPSHOT).exists()
+        # WHEN the service process alone is killed (its DynamoDB process, in a process group of its own, is not)
+        first.process.send_signal(signal.SIGKILL)
+        assert first.process.wait(timeout=30) == -signal.SIGKILL
+        # THEN the DynamoDB process sees it go, writes the last snapshot and lets the directory go
+        written = eventually(
+            lambda: (tmp_path / SNAPSHOT).read_text(encoding="utf-8") if (tmp_path / SNAPSHOT).exists() else "",
+            lambda text: "last" in text,
+        )
+        assert "last" in written, first.output()
+    with running(tmp_path) as second:  # (a start waits a moment for a lock its predecessor still holds)
+        assert second.client().get("s", "g", "i") == {"id": "i", "v": "last"}
+        assert second.stop() == 0
+
+
 def test_in_memory_reads_nothing_and_writes_nothing(tmp_path: Path) -> None:
     # GIVEN a snapshot left by a run that kept its data
     with running(tmp_path) as keeping:
