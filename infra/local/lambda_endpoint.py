@@ -60,10 +60,14 @@ class Outcome:
     exception: BaseException | None = None
 
 
-def run_handler(name: str, handler: Handler, event: Any) -> Outcome:
-    """Call a handler as the Python runtime does (a runtime's ``FunctionError`` carries the error body itself)."""
+def run_handler(name: str, handler: Handler, event: Any, queued: bool = False) -> Outcome:
+    """Call a handler as the Python runtime does (a runtime's ``FunctionError`` carries the error body itself).
+    ``queued``: an ``Event`` invocation, through the handler's ``queued(event)`` when it has one (the runtime's,
+    which then waits for a free worker as Lambda's queue does, instead of throttling)."""
     context = LocalLambdaContext(function_name=name)
     try:
+        if queued and callable(getattr(handler, "queued", None)):
+            return Outcome(handler.queued(event))  # type: ignore[attr-defined]
         return Outcome(handler(event, context))
     except FunctionError as exc:
         return Outcome(exc.body, True, exc)
@@ -242,19 +246,19 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
         except _Unparsable as exc:
             # Lambda accepts the JSON; the runtime's json.loads raises, and it answers Runtime.UnmarshalError.
             error = _runtime_error("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
-            self._invoke(name, None, lambda: Outcome(error, True))
+            self._invoke(name, None, lambda queued: Outcome(error, True))
             return
-        self._invoke(name, event, lambda: run_handler(name, handler, event))
+        self._invoke(name, event, lambda queued: run_handler(name, handler, event, queued))
 
-    def _invoke(self, name: str, event: Any, run: Callable[[], Outcome]) -> None:
+    def _invoke(self, name: str, event: Any, run: Callable[[bool], Outcome]) -> None:
         invocation_type = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         describe = self.describe
 
         def invoke() -> Outcome:
             started = time.perf_counter()
             try:
-                outcome = run()
-            except Throttled as exc:  # an Event invocation is dropped (Lambda would retry it later)
+                outcome = run(invocation_type == "Event")
+            except Throttled as exc:  # a RequestResponse call that waited past the function's timeout: 429
                 log.warning("invoke %s -> TooManyRequestsException: %s", name, exc)
                 return Outcome(_throttled(str(exc)), True, exc)
             try:  # the python3.12 runtime encodes with ensure_ascii=False: a lone surrogate cannot be sent

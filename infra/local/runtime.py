@@ -9,7 +9,8 @@ started on first use and reused while it lives. What Lambda gives each function,
 - a worker that crashes or exits fails the one invocation it was running (``Runtime.ExitError``); the next
   invocation gets a fresh worker;
 - bounded concurrency: at most ``concurrency`` invocations of a function at once. A call that finds them all
-  busy waits for one, up to the function's timeout, then is throttled (``Throttled``, the Invoke API's 429).
+  busy waits for one, up to the function's timeout, then is throttled (``Throttled``, the Invoke API's 429). A
+  queued call (an ``Event`` invocation, which Lambda keeps in its queue until it can run) waits as long as it takes.
 
 The gateway, the Lambda endpoint, the HTTP API and the stream pumps all invoke through it.
 """
@@ -24,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,9 +147,9 @@ class _Pool:
         self._closed = False
         self.started = 0  # workers started (init count)
 
-    def invoke(self, event: Any) -> tuple[Any, dict[str, str]]:
+    def invoke(self, event: Any, queued: bool = False) -> tuple[Any, dict[str, str]]:
         spec = self.spec
-        if not self._slots.acquire(timeout=spec.timeout_seconds):
+        if not self._slots.acquire(timeout=None if queued else spec.timeout_seconds):
             raise Throttled(f"{spec.name}: all {spec.concurrency} of its workers stayed busy")
         try:
             request_id = str(uuid.uuid4())
@@ -232,6 +233,21 @@ class _Pool:
         return workers
 
 
+class RuntimeHandler:
+    """A function of the runtime in a Lambda handler's shape (``handler(event, context)``)."""
+
+    def __init__(self, runtime: LocalRuntime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+
+    def __call__(self, event: Any, context: Any = None) -> Any:
+        return self.runtime.invoke(self.name, event)
+
+    def queued(self, event: Any) -> Any:
+        """An ``Event`` invocation: it waits for a free worker however long that takes."""
+        return self.runtime.invoke(self.name, event, queued=True)
+
+
 class LocalRuntime:
     """Invoke functions by name, each in its own warm worker processes (see the module docstring)."""
 
@@ -282,12 +298,12 @@ class LocalRuntime:
         with self._lock:
             self._retired = [worker for worker in self._retired if worker.process.poll() is None] + workers
 
-    def invoke(self, name: str, event: Any) -> Any:
+    def invoke(self, name: str, event: Any, *, queued: bool = False) -> Any:
         """The function's result. Raises KeyError for a function not served, FunctionError for a failed
-        invocation (with Lambda's error body), Throttled when its workers stayed busy."""
+        invocation (with Lambda's error body), Throttled when its workers stayed busy (never when ``queued``)."""
         with self._lock:
             pool = self._pools[name]
-        result, reasons = pool.invoke(event)
+        result, reasons = pool.invoke(event, queued)
         self._local.reasons = reasons
         return result
 
@@ -296,14 +312,10 @@ class LocalRuntime:
         reasons: dict[str, str] = getattr(self._local, "reasons", {})
         return reasons
 
-    def handler(self, name: str) -> Callable[[Any, Any], Any]:
-        """``(event, context)`` -> ``invoke(name, event)``: a Lambda handler's shape, for the endpoints."""
-
-        def invoke(event: Any, context: Any = None) -> Any:
-            return self.invoke(name, event)
-
-        invoke.__name__ = f"invoke {name}"
-        return invoke
+    def handler(self, name: str) -> RuntimeHandler:
+        """``(event, context)`` -> ``invoke(name, event)``: a Lambda handler's shape, for the endpoints; its
+        ``queued(event)`` is the same for an ``Event`` invocation."""
+        return RuntimeHandler(self, name)
 
     def stop(self) -> None:
         """Let every worker go; those still running after ``STOP_SECONDS`` are killed."""

@@ -319,7 +319,7 @@ class LocalService:
 
     def _functions(self, app: Any) -> dict[str, Handler]:
         """What the Lambda endpoint serves by name: the stream, registry and fan-out functions, and the app's."""
-        functions = {name: self.runtime.handler(name) for name in ENDPOINT_FUNCTIONS}
+        functions: dict[str, Handler] = {name: self.runtime.handler(name) for name in ENDPOINT_FUNCTIONS}
         for function_id in app.functions if app is not None else []:
             functions[_target(function_id)] = self.runtime.handler(_target(function_id))
             self.user_functions[function_id] = _target(function_id)

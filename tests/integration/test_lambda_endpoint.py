@@ -58,9 +58,31 @@ def _recorder() -> Recorder:
     return Recorder()
 
 
+class Queueable:
+    """A handler with a ``queued(event)`` door, as the local runtime's have: Event invocations must take it."""
+
+    def __init__(self) -> None:
+        self.doors: list[str] = []
+        self.used = threading.Event()
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        self.doors.append("call")
+        self.used.set()
+        return "called"
+
+    def queued(self, event: Any) -> Any:
+        self.doors.append("queued")
+        self.used.set()
+        return "queued"
+
+
+QUEUEABLE = Queueable()
+
+
 @pytest.fixture(scope="module")
 def endpoint(_recorder: Recorder) -> Iterator[LambdaEndpoint]:
-    server = LambdaEndpoint({"Echo": _recorder.echo, "Boom": _recorder.boom, "Nothing": _recorder.nothing}, port=0)
+    functions = {"Echo": _recorder.echo, "Boom": _recorder.boom, "Nothing": _recorder.nothing, "Queueable": QUEUEABLE}
+    server = LambdaEndpoint(functions, port=0)
     server.start()
     yield server
     server.stop()
@@ -227,3 +249,12 @@ def test_stop_returns_promptly_with_a_keep_alive_connection_open_and_frees_the_p
     host, port = url.removeprefix("http://").split(":")
     with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=2):
         pass
+
+
+def test_an_event_invocation_goes_through_the_handlers_queue_and_a_request_response_does_not(client: Any) -> None:
+    QUEUEABLE.doors.clear()
+    assert _payload(client.invoke(FunctionName="Queueable", Payload=b"{}")) == "called"
+    QUEUEABLE.used.clear()
+    assert client.invoke(FunctionName="Queueable", InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+    assert QUEUEABLE.used.wait(timeout=5)
+    assert QUEUEABLE.doors == ["call", "queued"]

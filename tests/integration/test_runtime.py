@@ -233,3 +233,19 @@ def _quietly(function: object, *args: object) -> None:
 
 
 HANDLERS = textwrap.dedent(HANDLERS)
+
+
+def test_a_queued_event_invocation_waits_for_a_worker_however_long_it_takes(code: Path, runtime: LocalRuntime) -> None:
+    # GIVEN a function with one worker and a 1 s timeout
+    runtime.replace({"Sleep": _spec(code, "Sleep", "handlers.sleep", timeout_seconds=1.0, concurrency=1)})
+    handler = runtime.handler("Sleep")
+    # WHEN four Event invocations of 0.6 s each come at once (2.4 s of work: the last waits past the timeout)
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(handler.queued({"seconds": 0.6}))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # THEN none is throttled or lost: Lambda keeps them in its queue until a worker is free
+    assert [result["slept"] for result in results] == [0.6] * 4  # type: ignore[index]
+    assert runtime.workers_started("Sleep") == 1
