@@ -974,11 +974,16 @@ def _service_log_findings(text: str) -> dict[str, Any]:
 
 def _embedded_store(pid: int) -> int | None:
     """The pid of the DynamoDB process ``iii-stream local`` started (a child of ``pid``), if it has one (Linux)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(FileNotFoundError):  # a thread, or a child, gone meanwhile
-            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
-                if b"iii_stream.infra.local.dynamodb_process" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    return int(child)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if (
+                parent == pid
+                and b"iii_stream.infra.local.dynamodb_process" in Path(f"/proc/{entry}/cmdline").read_bytes()
+            ):
+                return int(entry)
     return None
 
 

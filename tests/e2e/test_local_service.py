@@ -234,13 +234,15 @@ def test_a_stop_signal_taken_by_another_thread_still_stops_the_service(tmp_path:
 
 
 def _children(pid: int) -> list[str]:
-    """The command lines of a process's children (Linux)."""
+    """The command lines of a process's children: every process whose parent is ``pid`` (Linux ``/proc``)."""
     found = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(FileNotFoundError):  # a thread, or a child, gone meanwhile
-            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
-                with contextlib.suppress(FileNotFoundError):
-                    found.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # the field after the state: the parent's pid
+                found.append(Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode())
     return found
 
 
