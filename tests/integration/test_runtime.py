@@ -3,7 +3,6 @@ directory (the service's use of it is in test_local_runtime.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from iii_stream.infra.local.functions import LocalSettings, template_specs
@@ -32,6 +32,8 @@ def echo(event, context):
 
 
 def sleep(event, context):
+    if event.get("mark"):
+        open(event["mark"], "w").close()  # it started
     time.sleep(event["seconds"])
     return {"slept": event["seconds"], "pid": os.getpid()}
 
@@ -159,27 +161,30 @@ def test_an_init_error_fails_the_invocation_and_the_next_one_tries_again(code: P
 def test_concurrency_is_bounded_and_a_call_that_waits_past_the_timeout_is_throttled(
     code: Path, runtime: LocalRuntime
 ) -> None:
-    # GIVEN a function with one worker at most and a 2 s timeout
-    runtime.replace({"Sleep": _spec(code, "Sleep", "handlers.sleep", timeout_seconds=2.0, concurrency=1)})
-    runtime.invoke("Sleep", {"seconds": 0})  # warm
-    results: list[object] = []
-    busy = threading.Thread(target=lambda: results.append(runtime.invoke("Sleep", {"seconds": 1.5})))
-    busy.start()
-    time.sleep(0.2)
-    # WHEN a second call comes while the one worker is busy, it waits for it (never two at once)
-    second = runtime.invoke("Sleep", {"seconds": 0})
-    busy.join()
-    assert results and second["pid"] == results[0]["pid"]  # type: ignore[index]
-    assert runtime.workers_started("Sleep") == 1
-    # AND a call queued behind two that each run to the timeout waits longer than its timeout: it is throttled
-    stuck = [threading.Thread(target=_quietly, args=(runtime.invoke, "Sleep", {"seconds": 30})) for _ in range(2)]
-    for thread in stuck:
+    # GIVEN a function with one worker at most and a 4 s timeout
+    runtime.replace({"Sleep": _spec(code, "Sleep", "handlers.sleep", timeout_seconds=4.0, concurrency=1)})
+    first_pid = runtime.invoke("Sleep", {"seconds": 0})["pid"]  # warm
+    # WHEN calls come while the one worker is busy: they wait for it, in turn (never two at once)
+    results: list[Any] = []
+    mark = code / "started"
+    queue = [{"seconds": 1.0, "mark": str(mark)}, {"seconds": 1.0}, {"seconds": 3.5}]
+    threads = [threading.Thread(target=lambda e=event: results.append(runtime.invoke("Sleep", e))) for event in queue]
+    threads[0].start()
+    deadline = time.monotonic() + 10
+    while not mark.exists() and time.monotonic() < deadline:  # the worker is busy with the first
+        time.sleep(0.01)
+    for thread in threads[1:]:
         thread.start()
         time.sleep(0.1)
+    # THEN one queued behind them all (1 + 1 + 3.5 s of work) is throttled once its 4 s timeout has passed
+    started = time.monotonic()
     with pytest.raises(Throttled):
         runtime.invoke("Sleep", {"seconds": 0})
-    for thread in stuck:
-        thread.join()
+    assert 3.5 < time.monotonic() - started < 10
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [result["slept"] for result in results] == [1.0, 1.0, 3.5]
+    assert {result["pid"] for result in results} == {first_pid} and runtime.workers_started("Sleep") == 1
 
 
 def test_restart_loads_the_edited_code_in_fresh_workers(code: Path, runtime: LocalRuntime) -> None:
@@ -227,25 +232,20 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").read_text().find("zombie") < 0 if sys.platform == "linux" else True
 
 
-def _quietly(function: object, *args: object) -> None:
-    with contextlib.suppress(FunctionError):
-        function(*args)  # type: ignore[operator]
-
-
 HANDLERS = textwrap.dedent(HANDLERS)
 
 
 def test_a_queued_event_invocation_waits_for_a_worker_however_long_it_takes(code: Path, runtime: LocalRuntime) -> None:
-    # GIVEN a function with one worker and a 1 s timeout
-    runtime.replace({"Sleep": _spec(code, "Sleep", "handlers.sleep", timeout_seconds=1.0, concurrency=1)})
+    # GIVEN a function with one worker and a 2 s timeout
+    runtime.replace({"Sleep": _spec(code, "Sleep", "handlers.sleep", timeout_seconds=2.0, concurrency=1)})
     handler = runtime.handler("Sleep")
-    # WHEN four Event invocations of 0.6 s each come at once (2.4 s of work: the last waits past the timeout)
+    # WHEN four Event invocations of 0.8 s each come at once (3.2 s of work: the last waits past the timeout)
     results: list[object] = []
-    threads = [threading.Thread(target=lambda: results.append(handler.queued({"seconds": 0.6}))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(handler.queued({"seconds": 0.8}))) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
     # THEN none is throttled or lost: Lambda keeps them in its queue until a worker is free
-    assert [result["slept"] for result in results] == [0.6] * 4  # type: ignore[index]
+    assert [result["slept"] for result in results] == [0.8] * 4  # type: ignore[index]
     assert runtime.workers_started("Sleep") == 1
