@@ -30,3 +30,4 @@ def stack_root() -> Path:
 STACK_ROOT: Final = stack_root()
 TEMPLATE_PATH: Final = STACK_ROOT / "template.yaml"
 FUNCTIONS_DIR: Final = STACK_ROOT / "functions"
+EXAMPLE_DIR: Final = STACK_ROOT / "examples" / "todo"  # the example app, which ``iii-stream new`` builds on

@@ -31,19 +31,21 @@ from iii_stream.client import StreamClient
 
 app = App()
 
-TODO = "todo"
-SUMMARY = "todo-summary"
+TODO = "todo"  # one group per list, one item per to-do: {"id", "title", "done", "by", "created"}
+SUMMARY = "todo-summary"  # the item <list>/summary: {"id", "total", "done", "open"}
 MAX_TITLE = 200
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,32}$")  # characters a subprotocol value may hold
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,32}$")  # what a subprotocol value (the browser's token) may hold
+
+
+# --- who may connect, and join what -------------------------------------------------------------------------
 
 
 @app.auth("todo::auth")
 def auth(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``$connect`` and the ``auth=True`` routes: input ``{headers, path, query_params, addr}``; the context flows
-    into join payloads and into the routes' ``requestContext.authorizer.lambda``."""
+    """Input ``{headers, path, query_params, addr}`` (header names lower case, query values lists)."""
     token = _token(event.get("headers") or {}, event.get("query_params") or {})
     if not _NAME.match(token):
-        return {"unauthorized": True}
+        return {"unauthorized": True}  # a socket gets HTTP 401, a request 403
     return {"context": {"user": token}}
 
 
@@ -51,7 +53,7 @@ def _token(headers: dict[str, str], query: dict[str, list[str]]) -> str:
     token = (query.get("token") or [""])[0]
     if token:
         return token
-    offered = headers.get("sec-websocket-protocol", "")  # "Authorization, alice" (browsers add the space)
+    offered = headers.get("sec-websocket-protocol", "")  # "Authorization, alice"
     if "," in offered:
         return offered.split(",", 1)[1].strip()
     scheme, _, credentials = headers.get("authorization", "").partition(" ")
@@ -60,8 +62,7 @@ def _token(headers: dict[str, str], query: dict[str, list[str]]) -> str:
 
 @app.function("todo::join-gate")
 def join_gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``stream:join``: input ``{subscription_id, stream_name, group_id, id, context}``; a refused join gets
-    an ``unauthorized`` frame (the socket stays open)."""
+    """Input ``{subscription_id, stream_name, group_id, id, context}``; refused, the client gets ``unauthorized``."""
     user = (event.get("context") or {}).get("user")
     return {"unauthorized": not _may_use(user, event["group_id"])}
 
@@ -70,14 +71,17 @@ def _may_use(user: Any, group: str) -> bool:
     return not group.startswith("private-") or (isinstance(user, str) and group == f"private-{user}")
 
 
+# --- what follows a change ----------------------------------------------------------------------------------
+
+
 @app.function("todo::on-change")
 def on_change(event: dict[str, Any], context: Any) -> None:
-    """``stream`` trigger: ``event`` is the change as clients get it (``{streamName, groupId, id, event}``)."""
+    """``event`` is the change as subscribers get it: ``{streamName, groupId, id, timestamp, event}``."""
     if event["event"]["type"] == "event":  # a stream::send, not a change of the list
         return
     client = _client()
     group = event["groupId"]
-    # Changes are handled concurrently: a recount that raced with a later change checks again after its write.
+    # Changes are handled concurrently: a count that raced with a later change counts again after its write.
     for _ in range(3):
         summary = _count(client.list(TODO, group))
         client.set(SUMMARY, group, "summary", summary)
@@ -90,7 +94,7 @@ def _count(items: list[Any]) -> dict[str, Any]:
     return {"id": "summary", "total": len(items), "done": done, "open": len(items) - done}
 
 
-# --- the HTTP routes the page writes through ----------------------------------------------------------------
+# --- HTTP routes: API Gateway HTTP API events (payload 2.0), Lambda proxy answers ----------------------------
 
 
 @app.http("GET", "/todos/{list}", auth=True, function_id="todo::list")
@@ -186,9 +190,8 @@ _clients_lock = threading.Lock()
 
 
 def _client() -> StreamClient:
-    """One client per process (each route call runs in a thread of its own locally, and creating boto3 clients
-    is not thread-safe). Locally AWS_ENDPOINT_URL_LAMBDA points boto3 at the local service; on AWS, set
-    STREAM_FUNCTION_NAME (the packaged stack does)."""
+    """One client per process, made on first use (creating boto3 clients is not thread-safe). Locally
+    AWS_ENDPOINT_URL_LAMBDA points boto3 at the local service; on AWS the packaged stack sets STREAM_FUNCTION_NAME."""
     with _clients_lock:
         if not _clients:
             _clients.append(StreamClient.via_lambda(os.environ.get("STREAM_FUNCTION_NAME"), endpoint_url=None))
